@@ -1,0 +1,21 @@
+# The two set-up commands of the README: `make run` and `make test`.
+# Each installs what it needs first (scripts/bootstrap.sh).
+DATA_DIR ?= ./plugmq-data
+PYTEST_ARGS ?=
+
+.PHONY: run test lint bootstrap
+
+bootstrap:
+	@scripts/bootstrap.sh
+
+run: bootstrap
+	uv run plugmq broker --data-dir $(DATA_DIR)
+
+test:
+	@PLUGMQ_TEST_DEPS=1 scripts/bootstrap.sh
+	uv run ruff check .
+	uv run pytest $(PYTEST_ARGS)
+
+lint: bootstrap
+	uv run ruff check .
+	uv run ruff format --check .

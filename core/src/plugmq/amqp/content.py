@@ -1,0 +1,100 @@
+"""Reading the few content properties the broker acts on, without decoding the rest.
+
+The broker keeps each message's content-header payload exactly as the publisher sent it and
+forwards it untouched in basic.deliver. It only needs the body size, delivery mode, priority
+and expiration, which :func:`peek_header` reads by skipping over the preceding fields. Full
+decoding (headers exchange, dead-lettering) uses pamqp via :func:`decode_properties`.
+"""
+
+from __future__ import annotations
+
+import struct
+from typing import NamedTuple
+
+from pamqp import commands
+
+from plugmq.amqp import constants as C
+from plugmq.amqp.errors import CommandInvalid, SyntaxError_
+
+_HEAD = struct.Struct(">HHQH")
+_U32 = struct.Struct(">I")
+
+_CONTENT_TYPE = 1 << 15
+_CONTENT_ENCODING = 1 << 14
+_HEADERS = 1 << 13
+_DELIVERY_MODE = 1 << 12
+_PRIORITY = 1 << 11
+_CORRELATION_ID = 1 << 10
+_REPLY_TO = 1 << 9
+_EXPIRATION = 1 << 8
+
+
+class HeaderSummary(NamedTuple):
+    """What the broker needs from a content header."""
+
+    body_size: int
+    delivery_mode: int
+    priority: int
+    expiration: str | None
+
+
+def peek_header(payload: bytes) -> HeaderSummary:
+    """Read body size, delivery mode, priority and expiration from a content-header payload.
+
+    Raises :class:`CommandInvalid` for a header of another class than basic, and
+    :class:`SyntaxError_` for a truncated one.
+    """
+    try:
+        class_id, _weight, body_size, flags = _HEAD.unpack_from(payload)
+    except struct.error as error:
+        raise SyntaxError_(f"content header too short: {error}") from error
+    if class_id != C.BASIC:
+        raise CommandInvalid(f"content header for class {class_id}, expected basic (60)")
+    if not flags & (_DELIVERY_MODE | _PRIORITY | _EXPIRATION):
+        return HeaderSummary(body_size, 1, 0, None)
+    try:
+        return _peek_properties(payload, body_size, flags)
+    except (IndexError, struct.error, UnicodeDecodeError) as error:
+        raise SyntaxError_(f"malformed content properties: {error}") from error
+
+
+def _peek_properties(payload: bytes, body_size: int, flags: int) -> HeaderSummary:
+    position = 14
+    if flags & 1:  # a continuation flag word: no basic property lives there, skip it
+        position += 2
+    if flags & _CONTENT_TYPE:
+        position += 1 + payload[position]
+    if flags & _CONTENT_ENCODING:
+        position += 1 + payload[position]
+    if flags & _HEADERS:
+        position += 4 + _U32.unpack_from(payload, position)[0]
+    delivery_mode = priority = 0
+    if flags & _DELIVERY_MODE:
+        delivery_mode = payload[position]
+        position += 1
+    if flags & _PRIORITY:
+        priority = payload[position]
+        position += 1
+    expiration = None
+    if flags & _EXPIRATION:
+        for flag in (_CORRELATION_ID, _REPLY_TO):
+            if flags & flag:
+                position += 1 + payload[position]
+        length = payload[position]
+        expiration = payload[position + 1 : position + 1 + length].decode()
+    return HeaderSummary(body_size, delivery_mode or 1, priority, expiration)
+
+
+def decode_properties(payload: bytes) -> commands.Basic.Properties:
+    """All properties of a content-header payload, via pamqp."""
+    properties = commands.Basic.Properties()
+    try:
+        properties.unmarshal(_HEAD.unpack_from(payload)[3], payload[14:])
+    except (struct.error, ValueError, IndexError) as error:
+        raise SyntaxError_(f"malformed content properties: {error}") from error
+    return properties
+
+
+def encode_header(body_size: int, properties: commands.Basic.Properties) -> bytes:
+    """A content-header payload for ``properties`` (used when the broker rewrites headers)."""
+    return struct.pack(">HHQ", C.BASIC, 0, body_size) + properties.marshal()

@@ -1,0 +1,1 @@
+"""The AMQP engine: connections, channels, virtual hosts, exchanges and queues."""

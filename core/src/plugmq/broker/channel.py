@@ -1,0 +1,608 @@
+"""An AMQP channel on the broker side: methods, content assembly, deliveries, confirms.
+
+Every handler runs synchronously on the connection's reader task. Errors are raised as
+:mod:`plugmq.amqp.errors` exceptions and turned into channel.close or connection.close by the
+connection, in one place.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections import deque
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from pamqp import commands
+
+from plugmq.amqp import constants as C
+from plugmq.amqp import methods as M
+from plugmq.amqp.content import peek_header
+from plugmq.amqp.errors import (
+    AccessRefused,
+    ChannelNotOpen,
+    NotAllowed,
+    NotImplemented_,
+    PreconditionFailed,
+    UnexpectedFrame,
+)
+from plugmq.broker.message import Message
+from plugmq.broker.queue import Consumer, Entry, Queue
+
+if TYPE_CHECKING:
+    from plugmq.broker.connection import Connection
+    from plugmq.broker.vhost import VHost
+
+Unacked = tuple[Entry, Queue, Consumer | None]
+
+
+def _index(method: type) -> int:
+    return method.index  # type: ignore[attr-defined]
+
+
+class Channel:
+    """One open channel of a client connection."""
+
+    def __init__(self, connection: Connection, number: int) -> None:
+        self.connection = connection
+        self.number = number
+        self.vhost: VHost = connection.vhost
+        self.closing = False
+        # content assembly
+        self._publish: tuple[str, str, bool, bool, bytes] | None = None
+        self._header: bytes = b""
+        self._body_parts: list[bytes] = []
+        self._body_remaining = 0
+        self._delivery_mode = 1
+        self._priority = 0
+        self._expiration: str | None = None
+        # consumers and deliveries
+        self.consumers: dict[str, Consumer] = {}
+        self.unacked: dict[int, Unacked] = {}
+        self._delivery_tag = 0
+        self.prefetch_count = 0  # default per-consumer limit (basic.qos global=false)
+        self.global_prefetch = 0  # shared channel limit (basic.qos global=true)
+        self._last_queue = ""
+        # publisher confirms and transactions
+        self.confirm_mode = False
+        self.tx_mode = False
+        self._tx_publishes: list[tuple[Message, Any, bool]] = []
+        self._tx_acks: list[Callable[[], None]] = []
+        self._publish_seq = 0
+        self._waiting_confirms: deque[tuple[int, int]] = deque()
+        self._confirmed_upto = 0
+        self._confirms_sent_upto = 0
+        self.messages_published = 0
+
+    def __repr__(self) -> str:
+        return f"<Channel {self.number} of {self.connection!r}>"
+
+    # -- frames -------------------------------------------------------------------------------
+
+    def handle_method(self, payload: bytes) -> None:
+        """Decode and run one method frame."""
+        if self._publish is not None:
+            raise UnexpectedFrame(
+                f"expected content header for class 60, got a method frame on channel {self.number}"
+            )
+        index, args = M.decode_method(payload)
+        if self.closing:
+            if index == _CLOSE_OK:
+                self.connection.forget_channel(self)
+            elif index == _CLOSE:
+                self.connection.send(M.encode_method(self.number, commands.Channel.CloseOk()))
+            return
+        handler = _HANDLERS.get(index)
+        if handler is None:
+            raise NotImplemented_(f"method {M.method_name(index)} is not supported", *_ids(index))
+        handler(self, args)
+
+    def handle_header(self, payload: bytes) -> None:
+        """A content header frame: must follow basic.publish."""
+        if self._publish is None:
+            raise UnexpectedFrame(f"content header on channel {self.number} without a publish")
+        summary = peek_header(payload)
+        limit = self.connection.broker.max_message_size
+        if summary.body_size > limit:
+            self._publish = None
+            raise PreconditionFailed(
+                f"message size {summary.body_size} is larger than configured max size {limit}",
+                60,
+                40,
+            )
+        self._header = payload
+        self._delivery_mode = summary.delivery_mode
+        self._priority = summary.priority
+        self._expiration = summary.expiration
+        self._body_remaining = summary.body_size
+        if summary.body_size == 0:
+            self._complete_publish(b"")
+
+    def handle_body(self, payload: bytes) -> None:
+        """A content body frame: part of the message whose header came last."""
+        if self._publish is None or not self._header:
+            raise UnexpectedFrame(f"content body on channel {self.number} without a header")
+        self._body_remaining -= len(payload)
+        if self._body_remaining < 0:
+            raise UnexpectedFrame(f"content body on channel {self.number} exceeds body size")
+        if self._body_remaining == 0:
+            if self._body_parts:
+                self._body_parts.append(payload)
+                payload = b"".join(self._body_parts)
+                self._body_parts = []
+            self._complete_publish(payload)
+        else:
+            self._body_parts.append(payload)
+
+    # -- publishing ----------------------------------------------------------------------------
+
+    def _on_publish(self, args: tuple[str, str, bool, bool, bytes]) -> None:
+        if args[3]:
+            raise NotImplemented_("immediate=true", 60, 40)
+        self._publish = args
+        self._header = b""
+
+    def _complete_publish(self, body: bytes) -> None:
+        exchange, routing_key, mandatory, _, exchange_and_key = self._publish  # type: ignore[misc]
+        header = self._header
+        self._publish = None
+        self._header = b""
+        broker = self.connection.broker
+        message = Message(
+            broker.next_message_id(),
+            exchange,
+            routing_key,
+            exchange_and_key,
+            header,
+            body,
+            self._delivery_mode,
+            self._priority,
+            self._expiration,
+        )
+        self.messages_published += 1
+        queues = self.vhost.route(exchange, message)
+        if self.tx_mode:
+            self._tx_publishes.append((message, queues, mandatory))
+            return
+        seq = self._route(message, queues, mandatory)
+        if self.confirm_mode:
+            self._track_confirm(seq)
+
+    def _route(self, message: Message, queues: Any, mandatory: bool) -> int:
+        if queues:
+            return self.vhost.enqueue(queues, message)
+        if mandatory:
+            self.connection.send(
+                M.encode_return(self.number, C.NO_ROUTE, "NO_ROUTE", message.exchange_and_key)
+            )
+            self.connection.send(
+                M.encode_content(
+                    self.number, message.header, message.body, self.connection.frame_max
+                )
+            )
+        return 0
+
+    def _track_confirm(self, journal_seq: int) -> None:
+        self._publish_seq += 1
+        tag = self._publish_seq
+        journal = self.vhost.journal
+        if journal_seq <= journal.durable_seq and not self._waiting_confirms:
+            self._confirmed_upto = tag
+            self.connection.confirms_pending(self)
+            return
+        self._waiting_confirms.append((tag, journal_seq))
+        journal.when_durable(journal_seq, self._on_durable)
+
+    def _on_durable(self) -> None:
+        durable = self.vhost.journal.durable_seq
+        waiting = self._waiting_confirms
+        while waiting and waiting[0][1] <= durable:
+            self._confirmed_upto = waiting.popleft()[0]
+        if not self.closing:
+            self.flush_confirms()
+
+    def flush_confirms(self) -> None:
+        """Send one basic.ack (multiple) covering every publish confirmed since the last."""
+        if self._confirmed_upto > self._confirms_sent_upto and not self.closing:
+            self._confirms_sent_upto = self._confirmed_upto
+            self.connection.send(M.encode_ack(self.number, self._confirmed_upto, True))
+
+    # -- deliveries (called by queues) ---------------------------------------------------------
+
+    def can_deliver(self, consumer: Consumer) -> bool:
+        """True when prefetch limits and the connection's output buffer allow a delivery."""
+        if consumer.prefetch and consumer.unacked >= consumer.prefetch:
+            return False
+        if self.global_prefetch and len(self.unacked) >= self.global_prefetch:
+            return False
+        return self.connection.writable
+
+    def deliver(self, consumer: Consumer, entry: Entry) -> None:
+        """Send ``entry`` to ``consumer`` as basic.deliver plus content."""
+        self._delivery_tag += 1
+        tag = self._delivery_tag
+        message = entry.message
+        connection = self.connection
+        connection.send(
+            M.encode_deliver(
+                self.number, consumer.tag_bytes, tag, entry.redelivered, message.exchange_and_key
+            )
+        )
+        connection.send(
+            M.encode_content(self.number, message.header, message.body, connection.frame_max)
+        )
+        if consumer.no_ack:
+            consumer.queue.settle(entry)
+        else:
+            consumer.unacked += 1
+            self.unacked[tag] = (entry, consumer.queue, consumer)
+            if entry.stored and not entry.redelivered:
+                self.vhost.journal.note_delivered(self.vhost.name, consumer.queue.name, message.id)
+
+    def cancel_by_broker(self, consumer: Consumer) -> None:
+        """The queue went away: drop the consumer and tell the client (basic.cancel)."""
+        self.consumers.pop(consumer.tag, None)
+        consumer.queue.remove_consumer(consumer)
+        if self.connection.consumer_cancel_notify and not self.closing:
+            self.connection.send(
+                M.encode_method(
+                    self.number, commands.Basic.Cancel(consumer_tag=consumer.tag, nowait=True)
+                )
+            )
+
+    # -- channel class -------------------------------------------------------------------------
+
+    def _on_channel_close(self, args: commands.Channel.Close) -> None:
+        self.release()
+        self.connection.send(M.encode_method(self.number, commands.Channel.CloseOk()))
+        self.connection.forget_channel(self)
+
+    def _on_channel_close_ok(self, args: commands.Channel.CloseOk) -> None:
+        raise ChannelNotOpen(f"channel.close-ok on channel {self.number} that is not closing")
+
+    def _on_channel_flow(self, args: commands.Channel.Flow) -> None:
+        if not args.active:
+            raise NotImplemented_("active=false", 20, 20)
+        self.connection.send(M.encode_method(self.number, commands.Channel.FlowOk(active=True)))
+
+    def _on_channel_open(self, args: commands.Channel.Open) -> None:
+        raise ChannelNotOpen(f"second 'channel.open' seen on channel {self.number}", 20, 10)
+
+    def release(self) -> None:
+        """Cancel consumers and requeue unacknowledged messages (channel closing)."""
+        self.closing = True
+        self._publish = None
+        self._body_parts = []
+        for consumer in list(self.consumers.values()):
+            self._remove_consumer(consumer)
+        self.consumers.clear()
+        self._requeue_all()
+
+    def _requeue_all(self) -> None:
+        unacked = self.unacked
+        self.unacked = {}
+        by_queue: dict[Queue, list[Entry]] = {}
+        for entry, queue, consumer in unacked.values():
+            if consumer is not None:
+                consumer.unacked -= 1
+            by_queue.setdefault(queue, []).append(entry)
+        for queue, entries in by_queue.items():
+            if not queue.deleted:
+                queue.requeue(entries)
+
+    # -- exchange class ------------------------------------------------------------------------
+
+    def _on_exchange_declare(self, args: commands.Exchange.Declare) -> None:
+        self.vhost.declare_exchange(
+            args.exchange,
+            args.exchange_type,
+            passive=args.passive,
+            durable=args.durable,
+            auto_delete=args.auto_delete,
+            internal=args.internal,
+            arguments=args.arguments,
+        )
+        if not args.nowait:
+            self._send(commands.Exchange.DeclareOk())
+
+    def _on_exchange_delete(self, args: commands.Exchange.Delete) -> None:
+        self.vhost.delete_exchange(args.exchange, if_unused=args.if_unused)
+        if not args.nowait:
+            self._send(commands.Exchange.DeleteOk())
+
+    def _on_exchange_bind(self, args: commands.Exchange.Bind) -> None:
+        destination = self.vhost.get_exchange(args.destination, 40, 30)
+        self.vhost.bind(args.source, destination, args.routing_key, args.arguments, 40, 30)
+        if not args.nowait:
+            self._send(commands.Exchange.BindOk())
+
+    def _on_exchange_unbind(self, args: commands.Exchange.Unbind) -> None:
+        destination = self.vhost.get_exchange(args.destination, 40, 40)
+        self.vhost.unbind(args.source, destination, args.routing_key, args.arguments, 40, 40)
+        if not args.nowait:
+            self._send(commands.Exchange.UnbindOk())
+
+    # -- queue class ---------------------------------------------------------------------------
+
+    def _on_queue_declare(self, args: commands.Queue.Declare) -> None:
+        name = args.queue or ""
+        server_named = not name and not args.passive
+        if server_named:
+            name = "amq.gen-" + secrets.token_urlsafe(16)
+        queue = self.vhost.declare_queue(
+            name,
+            owner=self.connection,
+            passive=args.passive,
+            durable=args.durable,
+            exclusive=args.exclusive,
+            auto_delete=args.auto_delete,
+            arguments=args.arguments,
+            server_named=server_named,
+        )
+        self._last_queue = queue.name
+        if not args.nowait:
+            self.connection.send(
+                M.encode_queue_declare_ok(
+                    self.number, queue.name, queue.message_count, queue.consumer_count
+                )
+            )
+
+    def _queue_named(self, name: str, method_id: int) -> Queue:
+        return self.vhost.get_queue(name or self._last_queue, self.connection, 50, method_id)
+
+    def _on_queue_bind(self, args: commands.Queue.Bind) -> None:
+        queue = self._queue_named(args.queue, 20)
+        routing_key = args.routing_key if (args.queue or args.routing_key) else queue.name
+        self.vhost.bind(args.exchange, queue, routing_key, args.arguments, 50, 20)
+        if not args.nowait:
+            self._send(commands.Queue.BindOk())
+
+    def _on_queue_unbind(self, args: commands.Queue.Unbind) -> None:
+        queue = self._queue_named(args.queue, 50)
+        self.vhost.unbind(args.exchange, queue, args.routing_key, args.arguments, 50, 50)
+        self._send(commands.Queue.UnbindOk())
+
+    def _on_queue_purge(self, args: commands.Queue.Purge) -> None:
+        count = self._queue_named(args.queue, 30).purge()
+        if not args.nowait:
+            self._send(commands.Queue.PurgeOk(message_count=count))
+
+    def _on_queue_delete(self, args: commands.Queue.Delete) -> None:
+        name = args.queue or self._last_queue
+        queue = self.vhost.queues.get(name)
+        count = 0
+        if queue is not None:
+            self.vhost.check_exclusive_access(queue, self.connection, 50, 40)
+            if args.if_unused and queue.consumer_count:
+                raise PreconditionFailed(
+                    f"queue '{name}' in vhost '{self.vhost.name}' in use", 50, 40
+                )
+            if args.if_empty and queue.message_count:
+                raise PreconditionFailed(
+                    f"queue '{name}' in vhost '{self.vhost.name}' is not empty", 50, 40
+                )
+            count = self.vhost.delete_queue(queue)
+        if not args.nowait:
+            self._send(commands.Queue.DeleteOk(message_count=count))
+
+    # -- basic class ---------------------------------------------------------------------------
+
+    def _on_basic_qos(self, args: commands.Basic.Qos) -> None:
+        if args.prefetch_size:
+            raise NotImplemented_(f"prefetch_size!=0 ({args.prefetch_size})", 60, 10)
+        if args.global_:
+            self.global_prefetch = args.prefetch_count
+        else:
+            self.prefetch_count = args.prefetch_count
+        self._send(commands.Basic.QosOk())
+        for consumer in list(self.consumers.values()):
+            consumer.queue.dispatch()
+
+    def _on_basic_consume(self, args: commands.Basic.Consume) -> None:
+        queue = self._queue_named(args.queue, 20)
+        tag = args.consumer_tag or "amq.ctag-" + secrets.token_urlsafe(16)
+        if tag in self.consumers:
+            raise NotAllowed(f"attempt to reuse consumer tag '{tag}'", 60, 20)
+        for existing in queue.consumers:
+            if existing.exclusive or args.exclusive:
+                raise AccessRefused(
+                    f"queue '{queue.name}' in vhost '{self.vhost.name}' in exclusive use", 60, 20
+                )
+        consumer = Consumer(
+            self, queue, tag, args.no_ack, args.exclusive, self.prefetch_count, args.arguments
+        )
+        self.consumers[tag] = consumer
+        if not args.nowait:
+            self._send(commands.Basic.ConsumeOk(consumer_tag=tag))
+        queue.add_consumer(consumer)
+        self.vhost.hooks.plugmq_consumer_added(
+            vhost=self.vhost.name, queue=queue, consumer=consumer
+        )
+
+    def _on_basic_cancel(self, args: commands.Basic.Cancel) -> None:
+        consumer = self.consumers.pop(args.consumer_tag, None)
+        if not args.nowait:
+            self._send(commands.Basic.CancelOk(consumer_tag=args.consumer_tag))
+        if consumer is not None:
+            self._remove_consumer(consumer)
+
+    def _remove_consumer(self, consumer: Consumer) -> None:
+        queue = consumer.queue
+        queue.remove_consumer(consumer)
+        self.vhost.hooks.plugmq_consumer_removed(
+            vhost=self.vhost.name, queue=queue, consumer=consumer
+        )
+        if queue.unused_after_consumers and not queue.deleted:
+            self.vhost.delete_queue(queue)
+
+    def _on_basic_get(self, args: commands.Basic.Get) -> None:
+        queue = self._queue_named(args.queue, 70)
+        entry = queue.get()
+        if entry is None:
+            self._send(commands.Basic.GetEmpty())
+            return
+        self._delivery_tag += 1
+        tag = self._delivery_tag
+        message = entry.message
+        self.connection.send(
+            M.encode_get_ok(
+                self.number, tag, entry.redelivered, message.exchange_and_key, queue.message_count
+            )
+        )
+        self.connection.send(
+            M.encode_content(self.number, message.header, message.body, self.connection.frame_max)
+        )
+        if args.no_ack:
+            queue.settle(entry)
+        else:
+            self.unacked[tag] = (entry, queue, None)
+
+    def _on_basic_ack(self, args: tuple[int, bool]) -> None:
+        settled = self._take_unacked(args[0], args[1], 80)
+        if self.tx_mode:
+            self._tx_acks.append(lambda: self._settle(settled))
+        else:
+            self._settle(settled)
+
+    def _on_basic_reject(self, args: tuple[int, bool]) -> None:
+        tag, requeue = args
+        self._reject(self._take_unacked(tag, False, 90), requeue)
+
+    def _on_basic_nack(self, args: tuple[int, bool, bool]) -> None:
+        tag, multiple, requeue = args
+        self._reject(self._take_unacked(tag, multiple, 120), requeue)
+
+    def _take_unacked(self, tag: int, multiple: bool, method_id: int) -> list[Unacked]:
+        unacked = self.unacked
+        if not multiple:
+            taken = unacked.pop(tag, None)
+            if taken is None:
+                raise PreconditionFailed(f"unknown delivery tag {tag}", 60, method_id)
+            return [taken]
+        if tag == 0:
+            taken_all = list(unacked.values())
+            unacked.clear()
+            return taken_all
+        if tag not in unacked:
+            raise PreconditionFailed(f"unknown delivery tag {tag}", 60, method_id)
+        taken_list = []
+        while unacked:
+            first = next(iter(unacked))
+            if first > tag:
+                break
+            taken_list.append(unacked.pop(first))
+        return taken_list
+
+    def _settle(self, settled: list[Unacked]) -> None:
+        queues: set[Queue] = set()
+        for entry, queue, consumer in settled:
+            queue.settle(entry)
+            if consumer is not None:
+                consumer.unacked -= 1
+                queues.add(queue)
+        for queue in queues:
+            queue.dispatch()
+
+    def _reject(self, rejected: list[Unacked], requeue: bool) -> None:
+        if not requeue:
+            self._settle(rejected)
+            return
+        by_queue: dict[Queue, list[Entry]] = {}
+        for entry, queue, consumer in rejected:
+            if consumer is not None:
+                consumer.unacked -= 1
+            by_queue.setdefault(queue, []).append(entry)
+        for queue, entries in by_queue.items():
+            if not queue.deleted:
+                queue.requeue(entries)
+
+    def _on_basic_recover(self, args: commands.Basic.Recover) -> None:
+        if not args.requeue:
+            raise NotImplemented_("requeue=false", 60, 110)
+        self._requeue_all()
+        self._send(commands.Basic.RecoverOk())
+
+    def _on_basic_recover_async(self, args: commands.Basic.RecoverAsync) -> None:
+        if not args.requeue:
+            raise NotImplemented_("requeue=false", 60, 100)
+        self._requeue_all()
+
+    # -- confirm and tx classes ----------------------------------------------------------------
+
+    def _on_confirm_select(self, args: commands.Confirm.Select) -> None:
+        if self.tx_mode:
+            raise PreconditionFailed("cannot switch from tx to confirm mode", C.CONFIRM, 10)
+        self.confirm_mode = True
+        if not args.nowait:
+            self._send(commands.Confirm.SelectOk())
+
+    def _on_tx_select(self, args: commands.Tx.Select) -> None:
+        if self.confirm_mode:
+            raise PreconditionFailed("cannot switch from confirm to tx mode", C.TX, 10)
+        self.tx_mode = True
+        self._send(commands.Tx.SelectOk())
+
+    def _on_tx_commit(self, args: commands.Tx.Commit) -> None:
+        if not self.tx_mode:
+            raise PreconditionFailed("channel is not transactional", C.TX, 20)
+        publishes, acks = self._tx_publishes, self._tx_acks
+        self._tx_publishes, self._tx_acks = [], []
+        seq = 0
+        for message, queues, mandatory in publishes:
+            seq = max(seq, self._route(message, queues, mandatory))
+        for settle in acks:
+            settle()
+        self.vhost.journal.when_durable(seq, self._commit_ok)
+
+    def _commit_ok(self) -> None:
+        if not self.closing:
+            self._send(commands.Tx.CommitOk())
+
+    def _on_tx_rollback(self, args: commands.Tx.Rollback) -> None:
+        if not self.tx_mode:
+            raise PreconditionFailed("channel is not transactional", C.TX, 30)
+        self._tx_publishes = []
+        self._tx_acks = []
+        self._send(commands.Tx.RollbackOk())
+
+    # -- helpers -------------------------------------------------------------------------------
+
+    def _send(self, method: Any) -> None:
+        self.connection.send(M.encode_method(self.number, method))
+
+
+def _ids(index: int) -> tuple[int, int]:
+    return index >> 16, index & 0xFFFF
+
+
+_CLOSE = _index(commands.Channel.Close)
+_CLOSE_OK = _index(commands.Channel.CloseOk)
+
+_HANDLERS: dict[int, Callable[[Channel, Any], None]] = {
+    M.BASIC_PUBLISH: Channel._on_publish,
+    M.BASIC_ACK: Channel._on_basic_ack,
+    M.BASIC_NACK: Channel._on_basic_nack,
+    M.BASIC_REJECT: Channel._on_basic_reject,
+    _index(commands.Basic.Qos): Channel._on_basic_qos,
+    _index(commands.Basic.Consume): Channel._on_basic_consume,
+    _index(commands.Basic.Cancel): Channel._on_basic_cancel,
+    _index(commands.Basic.Get): Channel._on_basic_get,
+    _index(commands.Basic.Recover): Channel._on_basic_recover,
+    _index(commands.Basic.RecoverAsync): Channel._on_basic_recover_async,
+    _CLOSE: Channel._on_channel_close,
+    _CLOSE_OK: Channel._on_channel_close_ok,
+    _index(commands.Channel.Flow): Channel._on_channel_flow,
+    _index(commands.Channel.Open): Channel._on_channel_open,
+    _index(commands.Exchange.Declare): Channel._on_exchange_declare,
+    _index(commands.Exchange.Delete): Channel._on_exchange_delete,
+    _index(commands.Exchange.Bind): Channel._on_exchange_bind,
+    _index(commands.Exchange.Unbind): Channel._on_exchange_unbind,
+    _index(commands.Queue.Declare): Channel._on_queue_declare,
+    _index(commands.Queue.Bind): Channel._on_queue_bind,
+    _index(commands.Queue.Unbind): Channel._on_queue_unbind,
+    _index(commands.Queue.Purge): Channel._on_queue_purge,
+    _index(commands.Queue.Delete): Channel._on_queue_delete,
+    _index(commands.Confirm.Select): Channel._on_confirm_select,
+    _index(commands.Tx.Select): Channel._on_tx_select,
+    _index(commands.Tx.Commit): Channel._on_tx_commit,
+    _index(commands.Tx.Rollback): Channel._on_tx_rollback,
+}

@@ -1,0 +1,528 @@
+"""A client connection: negotiation, frame dispatch, batched output, heartbeats, errors.
+
+One reader task parses everything a ``receive_some`` returned and runs the handlers
+synchronously; their output accumulates in a buffer that one writer task sends with a single
+``send_all``. A busy connection therefore costs one wake-up per read and per write, not per
+frame. When the output buffer is above a high-water mark the connection stops taking
+deliveries (consumers are "not ready") and, above a hard limit, stops reading, so a peer that
+does not read cannot make the broker grow without bound.
+
+:meth:`Connection._fail` is the one place where exceptions become channel.close or
+connection.close frames.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import itertools
+from typing import TYPE_CHECKING, Any
+
+import structlog
+import trio
+from pamqp import commands
+
+from plugmq import __version__
+from plugmq.amqp import constants as C
+from plugmq.amqp import methods as M
+from plugmq.amqp.errors import (
+    AMQPError,
+    ChannelNotOpen,
+    CommandInvalid,
+    ConnectionAccessRefused,
+    ConnectionForced,
+    FrameError,
+    InternalError,
+    NotAllowed,
+    NotImplemented_,
+    UnexpectedFrame,
+)
+from plugmq.amqp.frames import HEARTBEAT_FRAME, FrameParser
+from plugmq.broker.channel import Channel
+
+if TYPE_CHECKING:
+    from plugmq.broker.broker import Broker
+    from plugmq.broker.vhost import VHost
+
+log = structlog.get_logger("plugmq.connection")
+
+#: Stop delivering to this connection's consumers above this many unsent bytes.
+DELIVERY_HIGH_WATER = 1 << 20
+#: Stop reading from the peer above this many unsent bytes (it is not reading ours).
+READ_STOP_WATER = 8 << 20
+#: Seconds to finish the handshake (as RabbitMQ's handshake_timeout).
+HANDSHAKE_TIMEOUT = 10.0
+#: Seconds to wait for connection.close-ok after sending connection.close.
+CLOSE_TIMEOUT = 2.0
+
+_ids = itertools.count(1)
+
+_START_OK = commands.Connection.StartOk.index  # type: ignore[attr-defined]
+_TUNE_OK = commands.Connection.TuneOk.index  # type: ignore[attr-defined]
+_OPEN = commands.Connection.Open.index  # type: ignore[attr-defined]
+_CLOSE = commands.Connection.Close.index  # type: ignore[attr-defined]
+_CLOSE_OK = commands.Connection.CloseOk.index  # type: ignore[attr-defined]
+_CHANNEL_OPEN = commands.Channel.Open.index  # type: ignore[attr-defined]
+
+
+class _Closed(Exception):
+    """Internal: the connection is finished (closed cleanly or dropped)."""
+
+
+class Connection:
+    """One AMQP connection on a transport stream."""
+
+    def __init__(self, broker: Broker, stream: trio.abc.Stream, peer: str) -> None:
+        self.id = next(_ids)
+        self.broker = broker
+        self.stream = stream
+        self.peer = peer
+        self.log = log.bind(conn=self.id, peer=peer)
+        self.parser = FrameParser(C.FRAME_MIN_SIZE)
+        self.frame_max = C.FRAME_MIN_SIZE
+        self.channel_max = broker.channel_max
+        self.heartbeat = 0
+        self.vhost: VHost = None  # type: ignore[assignment]
+        self.user = ""
+        self.client_properties: dict[str, Any] = {}
+        self.consumer_cancel_notify = False
+        self.channels: dict[int, Channel] = {}
+        self._state = "start"
+        self._out: list[bytes] = []
+        self._out_size = 0
+        self._wake = trio.Event()
+        self._drained = trio.Event()
+        self._closing = False
+        self._close_ok = trio.Event()
+        self._dirty_confirms: list[Channel] = []
+        #: Frames read during the handshake but not consumed yet (clients pipeline steps).
+        self._handshake_frames: list[tuple[int, int, bytes]] = []
+        self._last_received = trio.current_time()
+        self._last_sent = trio.current_time()
+        self.writable = True
+        self.bytes_received = 0
+        self.bytes_sent = 0
+
+    def __repr__(self) -> str:
+        return f"<Connection {self.id} {self.peer}>"
+
+    # -- output --------------------------------------------------------------------------------
+
+    def send(self, data: bytes) -> None:
+        """Queue bytes for the writer task."""
+        self._out.append(data)
+        self._out_size += len(data)
+        if self._out_size > DELIVERY_HIGH_WATER:
+            self.writable = False
+        self._wake.set()
+
+    def confirms_pending(self, channel: Channel) -> None:
+        """``channel`` has confirms to send once the current read is processed."""
+        self._dirty_confirms.append(channel)
+
+    async def _writer(self) -> None:
+        while True:
+            if not self._out:
+                self._wake = trio.Event()
+                await self._wake.wait()
+            data = b"".join(self._out)
+            self._out.clear()
+            self._out_size = 0
+            await self.stream.send_all(data)
+            self.bytes_sent += len(data)
+            self._last_sent = trio.current_time()
+            if not self._out:
+                self._drained.set()
+            if not self.writable and self._out_size < DELIVERY_HIGH_WATER // 2:
+                self._resume_deliveries()
+
+    def _resume_deliveries(self) -> None:
+        self.writable = True
+        for channel in list(self.channels.values()):
+            for consumer in list(channel.consumers.values()):
+                consumer.queue.dispatch()
+
+    async def _wait_drained(self) -> None:
+        while self._out_size > READ_STOP_WATER:
+            self._drained = trio.Event()
+            await self._drained.wait()
+
+    # -- lifecycle -----------------------------------------------------------------------------
+
+    async def serve(self) -> None:
+        """Run the connection until the peer leaves or it is closed."""
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._writer)
+                try:
+                    with trio.fail_after(HANDSHAKE_TIMEOUT):
+                        await self._handshake()
+                    nursery.start_soon(self._heartbeats)
+                    await self._read_loop()
+                except _Closed:
+                    pass
+                except trio.TooSlowError:
+                    self.log.warning("handshake_timeout", state=self._state)
+                except AMQPError as error:
+                    await self._close_with(error)
+                except (trio.BrokenResourceError, trio.ClosedResourceError):
+                    self.log.info("connection_lost", state=self._state)
+                except ConnectionResetError:
+                    self.log.info("connection_reset", state=self._state)
+                await self._flush_output()
+                nursery.cancel_scope.cancel()
+        except (trio.BrokenResourceError, trio.ClosedResourceError, ConnectionResetError):
+            self.log.info("connection_lost", state=self._state)
+        finally:
+            self._release()
+            with trio.CancelScope(shield=True):
+                await trio.aclose_forcefully(self.stream)
+
+    async def _flush_output(self) -> None:
+        with trio.move_on_after(CLOSE_TIMEOUT):
+            if self._out:
+                data = b"".join(self._out)
+                self._out.clear()
+                await self.stream.send_all(data)
+
+    def _release(self) -> None:
+        for channel in list(self.channels.values()):
+            channel.release()
+        self.channels.clear()
+        if self.vhost is not None:
+            self.vhost.owner_closed(self)
+        self.broker.connection_closed(self)
+
+    async def close(self, error: AMQPError) -> None:
+        """Close from the broker side (shutdown, fencing): connection.close, then drop."""
+        await self._close_with(error)
+
+    async def _close_with(self, error: AMQPError) -> None:
+        if self._closing:
+            return
+        self._closing = True
+        level = "info" if isinstance(error, ConnectionForced) else "warning"
+        getattr(self.log, level)(
+            "connection_closed_by_broker", code=error.reply_code, reason=error.reply_text
+        )
+        if self._state in ("start", "header"):
+            return
+        self.send(
+            M.encode_method(
+                0,
+                commands.Connection.Close(
+                    reply_code=error.reply_code,
+                    reply_text=error.reply_text,
+                    class_id=error.class_id,
+                    method_id=error.method_id,
+                ),
+            )
+        )
+        await self._flush_output()
+        with trio.move_on_after(CLOSE_TIMEOUT):
+            await self._drain_until_close_ok()
+
+    async def _drain_until_close_ok(self) -> None:
+        """After connection.close, discard everything but close-ok (spec 2.2.4)."""
+        parser = self.parser
+        while True:
+            data = await self.stream.receive_some(65536)
+            if not data:
+                return
+            try:
+                frames = parser.feed(data)
+            except AMQPError:
+                return
+            for frame_type, channel, payload in frames:
+                if frame_type == C.FRAME_METHOD and channel == 0 and len(payload) >= 4:
+                    index = int.from_bytes(payload[:4], "big")
+                    if index in (_CLOSE_OK, _CLOSE):
+                        return
+
+    # -- handshake -----------------------------------------------------------------------------
+
+    async def _handshake(self) -> None:
+        self._state = "header"
+        header = await self._receive_exactly(8)
+        if header != C.PROTOCOL_HEADER:
+            self.log.warning("bad_protocol_header", received=header.hex())
+            self.send(C.PROTOCOL_HEADER)
+            raise _Closed
+        self._state = "start"
+        self.send(M.encode_method(0, self._start_method()))
+        self._state = "start-ok"
+        start_ok = await self._expect_method(_START_OK)
+        self._authenticate(start_ok)
+        self._state = "tune-ok"
+        self.send(
+            M.encode_method(
+                0,
+                commands.Connection.Tune(
+                    channel_max=self.broker.channel_max,
+                    frame_max=self.broker.frame_max,
+                    heartbeat=self.broker.heartbeat,
+                ),
+            )
+        )
+        self._tune(await self._expect_method(_TUNE_OK))
+        self._state = "open"
+        self._open(await self._expect_method(_OPEN))
+        self._state = "opened"
+
+    async def _receive_exactly(self, count: int) -> bytes:
+        data = b""
+        while len(data) < count:
+            chunk = await self.stream.receive_some(count - len(data))
+            if not chunk:
+                raise _Closed
+            data += chunk
+        return data
+
+    def _start_method(self) -> commands.Connection.Start:
+        capabilities = {
+            "publisher_confirms": True,
+            "exchange_exchange_bindings": True,
+            "basic.nack": True,
+            "consumer_cancel_notify": True,
+            "connection.blocked": True,
+            "consumer_priorities": True,
+            "authentication_failure_close": True,
+            "per_consumer_qos": True,
+            "direct_reply_to": False,
+        }
+        return commands.Connection.Start(
+            version_major=0,
+            version_minor=9,
+            server_properties={
+                "product": "plugmq",
+                "version": __version__,
+                "platform": "Python/trio",
+                "copyright": "plugmq authors",
+                "information": "Licensed under the Apache License 2.0",
+                "cluster_name": self.broker.cluster_name,
+                "capabilities": capabilities,
+            },
+            mechanisms=" ".join(self.broker.mechanisms),
+            locales="en_US",
+        )
+
+    async def _expect_method(self, index: int) -> Any:
+        """Read until one method frame arrives on channel 0; it must be ``index``."""
+        while True:
+            while not self._handshake_frames:
+                self._handshake_frames.extend(await self._read_frames())
+            frame_type, channel, payload = self._handshake_frames.pop(0)
+            if frame_type == C.FRAME_HEARTBEAT:
+                continue
+            if frame_type != C.FRAME_METHOD or channel != 0:
+                raise CommandInvalid(f"expected a connection method, got frame type {frame_type}")
+            got, args = M.decode_method(payload)
+            if got == _CLOSE:
+                self.send(M.encode_method(0, commands.Connection.CloseOk()))
+                raise _Closed
+            if got != index:
+                raise CommandInvalid(
+                    f"expected {M.method_name(index)}, got {M.method_name(got)}", *_split(got)
+                )
+            return args
+
+    async def _read_frames(self) -> list:
+        data = await self.stream.receive_some(65536)
+        if not data:
+            raise _Closed
+        self.bytes_received += len(data)
+        self._last_received = trio.current_time()
+        return self.parser.feed(data)
+
+    def _authenticate(self, start_ok: commands.Connection.StartOk) -> None:
+        self.client_properties = start_ok.client_properties or {}
+        capabilities = self.client_properties.get("capabilities") or {}
+        self.consumer_cancel_notify = bool(capabilities.get("consumer_cancel_notify"))
+        mechanism = self.broker.mechanisms.get(start_ok.mechanism)
+        if mechanism is None:
+            raise ConnectionAccessRefused(
+                f"unsupported authentication mechanism '{start_ok.mechanism}'", 10, 11
+            )
+        response = start_ok.response
+        if isinstance(response, str):
+            response = response.encode("latin-1")
+        user, password = mechanism.credentials(response)
+        try:
+            self.broker.users.authenticate(user, password, _is_loopback(self.peer))
+        except ConnectionAccessRefused as error:
+            self.log.warning("auth_failed", user=user, mechanism=start_ok.mechanism)
+            error.class_id, error.method_id = 10, 11
+            raise
+        self.user = user
+
+    def _tune(self, tune_ok: commands.Connection.TuneOk) -> None:
+        frame_max = tune_ok.frame_max or self.broker.frame_max
+        if frame_max < C.FRAME_MIN_SIZE:
+            raise NotAllowed(f"frame_max={frame_max} < {C.FRAME_MIN_SIZE} min size", 10, 31)
+        if frame_max > self.broker.frame_max:
+            raise NotAllowed(f"frame_max={frame_max} > {self.broker.frame_max} max size", 10, 31)
+        self.frame_max = frame_max
+        self.parser.frame_max = frame_max
+        channel_max = tune_ok.channel_max or self.broker.channel_max
+        self.channel_max = min(channel_max, self.broker.channel_max)
+        self.heartbeat = tune_ok.heartbeat
+
+    def _open(self, open_: commands.Connection.Open) -> None:
+        vhost = self.broker.vhosts.get(open_.virtual_host)
+        if vhost is None:
+            raise NotAllowed(
+                f"access to vhost '{open_.virtual_host}' refused for user '{self.user}': "
+                "no such vhost",
+                10,
+                40,
+            )
+        self.vhost = vhost
+        self.send(M.encode_method(0, commands.Connection.OpenOk()))
+        self.log.info(
+            "connection_opened",
+            user=self.user,
+            vhost=vhost.name,
+            client=str(self.client_properties.get("product", "")),
+            heartbeat=self.heartbeat,
+            frame_max=self.frame_max,
+        )
+
+    # -- the read loop ---------------------------------------------------------------------------
+
+    async def _read_loop(self) -> None:
+        for frame in self._handshake_frames:
+            self._dispatch(frame)
+        self._handshake_frames.clear()
+        while True:
+            if self._out_size > READ_STOP_WATER:
+                await self._wait_drained()
+            frames = await self._read_frames()
+            for frame in frames:
+                self._dispatch(frame)
+            if self._dirty_confirms:
+                for channel in self._dirty_confirms:
+                    channel.flush_confirms()
+                self._dirty_confirms.clear()
+
+    def _dispatch(self, frame: tuple[int, int, bytes]) -> None:
+        frame_type, number, payload = frame
+        if number == 0:
+            self._channel_zero(frame_type, payload)
+            return
+        channel = self.channels.get(number)
+        try:
+            if channel is None:
+                self._open_channel(frame_type, number, payload)
+            elif frame_type == C.FRAME_METHOD:
+                channel.handle_method(payload)
+            elif frame_type == C.FRAME_BODY:
+                channel.handle_body(payload)
+            elif frame_type == C.FRAME_HEADER:
+                channel.handle_header(payload)
+            else:
+                raise FrameError(f"heartbeat frame on channel {number}")
+        except AMQPError as error:
+            if not error.soft or channel is None:
+                raise
+            self._close_channel(channel, error)
+        except Exception as error:
+            self.log.exception("internal_error", channel=number)
+            raise InternalError(f"{type(error).__name__}: {error}") from error
+
+    def _close_channel(self, channel: Channel, error: AMQPError) -> None:
+        self.log.info(
+            "channel_closed_by_broker",
+            channel=channel.number,
+            code=error.reply_code,
+            reason=error.reply_text,
+        )
+        channel.release()
+        self.send(
+            M.encode_method(
+                channel.number,
+                commands.Channel.Close(
+                    reply_code=error.reply_code,
+                    reply_text=error.reply_text,
+                    class_id=error.class_id,
+                    method_id=error.method_id,
+                ),
+            )
+        )
+
+    def _open_channel(self, frame_type: int, number: int, payload: bytes) -> None:
+        if frame_type != C.FRAME_METHOD:
+            raise ChannelNotOpen(f"frame on channel {number} which is not open")
+        index, _ = M.decode_method(payload)
+        if index != _CHANNEL_OPEN:
+            raise ChannelNotOpen(
+                f"expected 'channel.open' on channel {number}, got {M.method_name(index)}",
+                *_split(index),
+            )
+        if number > self.channel_max:
+            raise NotAllowed(
+                f"channel number {number} exceeds the negotiated channel_max {self.channel_max}",
+                20,
+                10,
+            )
+        self.channels[number] = Channel(self, number)
+        self.send(M.encode_method(number, commands.Channel.OpenOk()))
+
+    def forget_channel(self, channel: Channel) -> None:
+        """The channel finished closing; its number may be reused."""
+        if self.channels.get(channel.number) is channel:
+            del self.channels[channel.number]
+
+    def _channel_zero(self, frame_type: int, payload: bytes) -> None:
+        if frame_type == C.FRAME_HEARTBEAT:
+            return
+        if frame_type != C.FRAME_METHOD:
+            raise UnexpectedFrame("content frame on channel 0")
+        index, args = M.decode_method(payload)
+        if index == _CLOSE:
+            self.log.info(
+                "connection_closed_by_client", code=args.reply_code, reason=args.reply_text
+            )
+            self.send(M.encode_method(0, commands.Connection.CloseOk()))
+            raise _Closed
+        if index == _CLOSE_OK:
+            raise _Closed
+        if index in _IGNORED_ON_ZERO:
+            return
+        raise NotImplemented_(
+            f"{M.method_name(index)} on channel 0 is not supported here", *_split(index)
+        )
+
+    # -- heartbeats ------------------------------------------------------------------------------
+
+    async def _heartbeats(self) -> None:
+        if not self.heartbeat:
+            return
+        interval = self.heartbeat / 2
+        while True:
+            await trio.sleep(interval)
+            now = trio.current_time()
+            if now - self._last_sent >= interval:
+                self.send(HEARTBEAT_FRAME)
+            if now - self._last_received > 2 * self.heartbeat:
+                self.log.warning("missed_heartbeats", timeout=self.heartbeat)
+                await trio.aclose_forcefully(self.stream)
+                return
+
+
+_IGNORED_ON_ZERO = frozenset(
+    (
+        commands.Connection.Blocked.index,  # type: ignore[attr-defined]
+        commands.Connection.Unblocked.index,  # type: ignore[attr-defined]
+    )
+)
+
+
+def _split(index: int) -> tuple[int, int]:
+    return index >> 16, index & 0xFFFF
+
+
+def _is_loopback(peer: str) -> bool:
+    host = peer.rsplit(":", 1)[0].strip("[]")
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host in ("localhost", "local")

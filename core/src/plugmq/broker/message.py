@@ -1,0 +1,68 @@
+"""Messages as the broker holds them: the publisher's bytes, kept as they arrived."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from plugmq.amqp.content import decode_properties
+
+
+class Message:
+    """One published message.
+
+    ``header`` is the content-header payload exactly as published and ``exchange_and_key`` the
+    exchange and routing key as encoded in basic.publish: basic.deliver reuses both bytes
+    objects, so delivering a message encodes almost nothing. One Message object is shared by
+    every queue it is routed to.
+    """
+
+    __slots__ = (
+        "_headers",
+        "body",
+        "body_size",
+        "exchange",
+        "exchange_and_key",
+        "expiration",
+        "header",
+        "id",
+        "persistent",
+        "priority",
+        "routing_key",
+    )
+
+    def __init__(
+        self,
+        message_id: int,
+        exchange: str,
+        routing_key: str,
+        exchange_and_key: bytes,
+        header: bytes,
+        body: bytes,
+        delivery_mode: int = 1,
+        priority: int = 0,
+        expiration: str | None = None,
+    ) -> None:
+        self.id = message_id
+        self.exchange = exchange
+        self.routing_key = routing_key
+        self.exchange_and_key = exchange_and_key
+        self.header = header
+        self.body = body
+        self.body_size = len(body)
+        self.persistent = delivery_mode == 2
+        self.priority = priority
+        self.expiration = expiration
+        self._headers: Any = _UNDECODED
+
+    @property
+    def headers(self) -> dict[str, Any] | None:
+        """The AMQP ``headers`` property, decoded on first use (headers exchange, DLX)."""
+        if self._headers is _UNDECODED:
+            self._headers = decode_properties(self.header).headers
+        return self._headers
+
+    def __repr__(self) -> str:
+        return f"<Message {self.id} {self.exchange!r}/{self.routing_key!r} {self.body_size}B>"
+
+
+_UNDECODED = object()

@@ -1,0 +1,1 @@
+"""Built-in behaviour (exchange types, auth, memory store) as plugins of :mod:`plugmq.hookspecs`."""

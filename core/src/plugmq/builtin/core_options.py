@@ -1,0 +1,92 @@
+"""Built-in plugin: the core's own flags (listening, limits, data directory, logging)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from plugmq.config import Config, ConfigError, OptionRegistry
+from plugmq.hookspecs import hookimpl
+
+GROUP = "Broker"
+
+
+@hookimpl
+def plugmq_add_options(options: OptionRegistry) -> None:
+    """Flags every broker has, whatever plugins are loaded."""
+    add = options.add
+    add(
+        "--data-dir",
+        type=Path,
+        default=Path("plugmq-data"),
+        group=GROUP,
+        help="Directory for durable state (the store plugin keeps its files under it).",
+    )
+    add(
+        "--frame-max",
+        type=int,
+        default=131072,
+        group=GROUP,
+        help="Largest frame the broker accepts and offers in connection.tune (bytes).",
+    )
+    add(
+        "--channel-max",
+        type=int,
+        default=2047,
+        group=GROUP,
+        help="Most channels per connection offered in connection.tune.",
+    )
+    add(
+        "--heartbeat",
+        type=int,
+        default=60,
+        group=GROUP,
+        help="Heartbeat interval offered to clients (seconds, 0 = off).",
+    )
+    add(
+        "--max-connections",
+        type=int,
+        default=10000,
+        group=GROUP,
+        help="Connections accepted at once; more are refused.",
+    )
+    add(
+        "--max-message-size",
+        type=int,
+        default=128 << 20,
+        group=GROUP,
+        help="Largest message body accepted (bytes), as RabbitMQ's max_message_size.",
+    )
+    add(
+        "--cluster-name",
+        type=str,
+        default="plugmq",
+        group=GROUP,
+        help="Name announced to clients in the server properties.",
+    )
+    add(
+        "--log-level",
+        type=str,
+        default="info",
+        group="Logging",
+        help="debug, info, warning or error.",
+    )
+    add(
+        "--log-json",
+        type=bool,
+        default=False,
+        group="Logging",
+        help="Log one JSON object per line instead of human-readable lines.",
+    )
+
+
+@hookimpl
+def plugmq_configure(config: Config) -> None:
+    """Check the core's limits."""
+    if not 4096 <= config.frame_max <= 1 << 24:
+        raise ConfigError(f"--frame-max {config.frame_max} must be between 4096 and 16777216")
+    if not 1 <= config.channel_max <= 65535:
+        raise ConfigError(f"--channel-max {config.channel_max} must be between 1 and 65535")
+    if config.heartbeat < 0:
+        raise ConfigError("--heartbeat must be 0 (off) or positive")
+    if config.log_level.lower() not in ("debug", "info", "warning", "error"):
+        raise ConfigError(f"--log-level {config.log_level!r}: use debug, info, warning or error")

@@ -1,0 +1,13 @@
+"""Built-in plugin: no HA, the broker is active at once (used when no HA plugin answers)."""
+
+from __future__ import annotations
+
+from plugmq.config import Config
+from plugmq.ha import HAStrategy, StandaloneHA
+from plugmq.hookspecs import hookimpl
+
+
+@hookimpl(trylast=True)
+def plugmq_ha_strategy(config: Config) -> HAStrategy:
+    """Always active."""
+    return StandaloneHA()

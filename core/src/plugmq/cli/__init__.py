@@ -1,0 +1,1 @@
+"""The ``plugmq`` command line: ``broker``, ``plugins`` and the admin commands."""

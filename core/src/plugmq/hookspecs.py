@@ -1,0 +1,240 @@
+"""The plugin contract of plugmq: every hook a plugin may implement.
+
+A plugin is a module (or object) with functions decorated by :data:`hookimpl` whose names are
+hook names below. Plugins are loaded from the ``plugmq.plugins`` entry-point group and with
+``plugmq broker --load-module NAME|dotted.module|path/to/file.py``. A function whose name
+starts with ``plugmq_`` but is not a hook here stops the broker at start-up (misspelt hooks
+never fail silently).
+
+Rules that hold for every hook:
+
+* Hooks are synchronous and are called on the control plane only (start-up, declares,
+  consumers coming and going, shutdown), never once per message.
+* A hook that hands the core a long-running activity returns an object or an async callable;
+  the core runs it in the broker's nursery, so errors are never lost.
+* "First result wins" hooks stop at the first implementation that returns something other
+  than None; ``tryfirst``/``trylast`` order them. Other hooks return a list of every non-None
+  result.
+
+The built-in behaviour (exchange types, PLAIN/AMQPLAIN authentication, the in-memory store,
+the standalone HA strategy, the core's own flags) is implemented as plugins of this very
+contract, in :mod:`plugmq.builtin`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Sequence
+from typing import TYPE_CHECKING, Any
+
+import pluggy
+
+if TYPE_CHECKING:
+    import trio
+
+    from plugmq.auth import Mechanism
+    from plugmq.broker.broker import Broker
+    from plugmq.broker.exchange import Exchange
+    from plugmq.broker.queue import Consumer, Queue
+    from plugmq.config import Config, OptionRegistry
+    from plugmq.ha import HAStrategy
+    from plugmq.store.base import Store
+    from plugmq.transport import Dialer, ListenerFactory
+
+PROJECT = "plugmq"
+
+hookspec = pluggy.HookspecMarker(PROJECT)
+hookimpl = pluggy.HookimplMarker(PROJECT)
+
+Service = Callable[["trio.TaskStatus[None]"], Awaitable[None]]
+"""An async callable ``service(task_status)`` the broker runs in its nursery until shutdown.
+
+It calls ``task_status.started()`` once it is ready; the broker starts serving clients only
+after every service has started.
+"""
+
+
+# ---------------------------------------------------------------------------------------------
+# Configuration
+# ---------------------------------------------------------------------------------------------
+
+
+@hookspec
+def plugmq_add_options(options: OptionRegistry) -> None:
+    """Register command-line flags with ``options.add(...)``.
+
+    Called once when ``plugmq broker`` builds its command line, after every plugin is loaded,
+    so a loaded plugin's flags appear in ``plugmq broker --help``. Flags can also be set in the
+    ``--config`` file (command-line flags win). Registering a flag twice is an error that names
+    both plugins.
+
+    :param options: the registry to add flags to.
+    """
+
+
+@hookspec
+def plugmq_configure(config: Config) -> None:
+    """Validate and take note of the parsed configuration.
+
+    Called once after the command line is parsed, before anything is started. Raise
+    :class:`plugmq.config.ConfigError` with a clear message for a bad value: the broker prints it
+    and exits non-zero.
+
+    :param config: every flag's value, as attributes named like the flag (``config.port``).
+    """
+
+
+# ---------------------------------------------------------------------------------------------
+# Transports
+# ---------------------------------------------------------------------------------------------
+
+
+@hookspec
+def plugmq_listeners(config: Config) -> Sequence[ListenerFactory] | None:
+    """Return factories for the client listeners this plugin provides.
+
+    Called once when the broker becomes active (after HA promotion). Each
+    :class:`plugmq.transport.ListenerFactory` opens trio listeners whose streams carry AMQP; the
+    engine never knows which transport carried the bytes. Return None or an empty list to
+    provide none (for example when a transport is disabled by its flags).
+
+    :param config: the broker configuration.
+    """
+
+
+@hookspec(firstresult=True)
+def plugmq_dialer(scheme: str) -> Dialer | None:
+    """Return a :class:`plugmq.transport.Dialer` able to open streams for URL ``scheme``.
+
+    Called by :mod:`plugmq.client` (and so by federation links, HA replication and the CLI)
+    when it connects to a URL such as ``amqp://host:5672`` or ``amqp+rdma://host:5673``.
+    First result wins; return None for schemes this plugin does not serve.
+
+    :param scheme: the URL scheme, lower case (``"amqp"``).
+    """
+
+
+# ---------------------------------------------------------------------------------------------
+# Storage and high availability
+# ---------------------------------------------------------------------------------------------
+
+
+@hookspec(firstresult=True)
+def plugmq_store(config: Config) -> Store | None:
+    """Return the :class:`plugmq.store.Store` that persists journal records.
+
+    Called once at start-up. First result wins; the built-in in-memory store is registered
+    ``trylast`` so any store plugin takes precedence. A plugin that is loaded but disabled by
+    its flags returns None.
+
+    :param config: the broker configuration.
+    """
+
+
+@hookspec(firstresult=True)
+def plugmq_ha_strategy(config: Config) -> HAStrategy | None:
+    """Return the :class:`plugmq.ha.HAStrategy` deciding when this broker is active.
+
+    Called once at start-up. First result wins; the built-in standalone strategy (always
+    active) is registered ``trylast``.
+
+    :param config: the broker configuration.
+    """
+
+
+# ---------------------------------------------------------------------------------------------
+# Routing and authentication
+# ---------------------------------------------------------------------------------------------
+
+
+@hookspec
+def plugmq_exchange_types() -> Sequence[type[Exchange]] | None:
+    """Return :class:`plugmq.broker.exchange.Exchange` subclasses to register.
+
+    Called once at start-up. Each class has a ``type_name`` (``"x-consistent-hash"``) that
+    clients name in exchange.declare. Two plugins registering the same name stop the broker
+    with an error naming both.
+    """
+
+
+@hookspec
+def plugmq_auth_mechanisms() -> Sequence[type[Mechanism]] | None:
+    """Return :class:`plugmq.auth.Mechanism` classes (SASL mechanisms) to offer clients.
+
+    Called once at start-up. Mechanisms are advertised in connection.start in the order
+    plugins are called. Two mechanisms with the same name are an error naming both.
+    """
+
+
+# ---------------------------------------------------------------------------------------------
+# Lifecycle
+# ---------------------------------------------------------------------------------------------
+
+
+@hookspec
+def plugmq_services(broker: Broker) -> Sequence[Service] | None:
+    """Return long-running services to run in the broker's nursery.
+
+    Called once when the broker is active, before listeners open. Each service runs until the
+    broker stops (federation links, statistics, replication).
+
+    :param broker: the broker, for access to its virtual hosts and configuration.
+    """
+
+
+@hookspec
+def plugmq_broker_started(broker: Broker) -> None:
+    """Called once the broker is active and its listeners accept connections."""
+
+
+@hookspec
+def plugmq_broker_stopping(broker: Broker) -> None:
+    """Called once when shutdown begins, before connections are closed."""
+
+
+# ---------------------------------------------------------------------------------------------
+# Control-plane events (never per message)
+# ---------------------------------------------------------------------------------------------
+
+
+@hookspec
+def plugmq_exchange_declared(vhost: str, exchange: Exchange) -> None:
+    """Called after an exchange is created (by a client, by recovery or at start-up)."""
+
+
+@hookspec
+def plugmq_exchange_deleted(vhost: str, exchange: Exchange) -> None:
+    """Called after an exchange is deleted."""
+
+
+@hookspec
+def plugmq_queue_declared(vhost: str, queue: Queue) -> None:
+    """Called after a queue is created (by a client or by recovery)."""
+
+
+@hookspec
+def plugmq_queue_deleted(vhost: str, queue: Queue) -> None:
+    """Called after a queue is deleted (explicitly, auto-delete or exclusive owner gone)."""
+
+
+@hookspec
+def plugmq_binding_added(
+    vhost: str, source: str, destination: str, routing_key: str, arguments: dict[str, Any]
+) -> None:
+    """Called after a binding is added from exchange ``source`` to ``destination``."""
+
+
+@hookspec
+def plugmq_binding_removed(
+    vhost: str, source: str, destination: str, routing_key: str, arguments: dict[str, Any]
+) -> None:
+    """Called after a binding is removed."""
+
+
+@hookspec
+def plugmq_consumer_added(vhost: str, queue: Queue, consumer: Consumer) -> None:
+    """Called after a consumer subscribes to ``queue``."""
+
+
+@hookspec
+def plugmq_consumer_removed(vhost: str, queue: Queue, consumer: Consumer) -> None:
+    """Called after a consumer is cancelled or its channel closes."""

@@ -1,0 +1,32 @@
+"""The store contract (records and the :class:`Store` protocol) and the in-memory default."""
+
+from plugmq.store.base import Store, StoreError
+from plugmq.store.records import (
+    BindingAdded,
+    BindingRemoved,
+    ConfigSet,
+    ExchangeDeclared,
+    ExchangeDeleted,
+    MessageEnqueued,
+    MessageRemoved,
+    QueueDeclared,
+    QueueDeleted,
+    QueuePurged,
+    Record,
+)
+
+__all__ = [
+    "BindingAdded",
+    "BindingRemoved",
+    "ConfigSet",
+    "ExchangeDeclared",
+    "ExchangeDeleted",
+    "MessageEnqueued",
+    "MessageRemoved",
+    "QueueDeclared",
+    "QueueDeleted",
+    "QueuePurged",
+    "Record",
+    "Store",
+    "StoreError",
+]

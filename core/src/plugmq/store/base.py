@@ -1,0 +1,54 @@
+"""The :class:`Store` protocol every store plugin implements.
+
+A store is synchronous: the journal calls it from one worker thread at a time (never from the
+trio loop), so a store may block on disk I/O. It must make a batch durable before
+:meth:`Store.apply` returns; the broker sends publisher confirms only after that.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from typing import Protocol, runtime_checkable
+
+from plugmq.store.records import Record
+
+
+class StoreError(Exception):
+    """The store cannot be used: corrupt, foreign or locked data directory, disk failure.
+
+    The message is shown to the user as it is, so it says what is wrong and what to do.
+    """
+
+
+@runtime_checkable
+class Store(Protocol):
+    """Persists journal records and rebuilds broker state from them."""
+
+    #: Short name for logs and ``plugmq plugins`` (``"memory"``, ``"bdb"``).
+    name: str
+    #: False for stores that keep nothing across restarts: the journal then confirms at once.
+    durable: bool
+
+    def open(self) -> None:
+        """Open or create the store. Raises :class:`StoreError` with a clear message."""
+
+    def recover(self, progress: Callable[[int, int], None]) -> Iterator[Record]:
+        """Yield records that rebuild the stored state, in an order that can be applied.
+
+        Order: ``ConfigSet``, ``ExchangeDeclared``, ``QueueDeclared``, ``BindingAdded``, then
+        for each queue its ``MessageEnqueued`` records in enqueue order (oldest first). A message
+        that had been delivered before the stop is yielded with ``redelivered=True``.
+        ``progress(done, total)`` is called from time to time during long recoveries.
+        """
+
+    def apply(self, records: Sequence[Record]) -> None:
+        """Make ``records`` durable, in order, atomically as one batch (group commit)."""
+
+    def mark_delivered(self, vhost: str, queue: str, message_ids: Sequence[int]) -> None:
+        """Remember that these messages were delivered (so recovery sets redelivered).
+
+        Best effort: need not be synchronous to disk; may be a no-op.
+        """
+
+    def close(self) -> None:
+        """Flush and close. Safe to call twice."""

@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Installs everything plugmq needs on a fresh Debian machine: the system packages
+# (Berkeley DB headers for the store plugin), uv, and the workspace's Python packages.
+# Idempotent: a second run only checks.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+SYSTEM_PACKAGES=(libdb5.3-dev)
+if [[ "${PLUGMQ_TEST_DEPS:-0}" == 1 ]]; then
+    SYSTEM_PACKAGES+=(zookeeper)
+fi
+
+missing=()
+for pkg in "${SYSTEM_PACKAGES[@]}"; do
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+done
+if ((${#missing[@]})); then
+    SUDO=""
+    [[ $(id -u) -ne 0 ]] && SUDO="sudo"
+    echo "bootstrap: installing system packages: ${missing[*]}"
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+if ! command -v uv >/dev/null 2>&1; then
+    echo "bootstrap: installing uv"
+    python3 -m pip install --quiet uv
+fi
+
+uv sync --quiet --frozen 2>/dev/null || uv sync --quiet
