@@ -146,6 +146,8 @@ def _coerce(option: Option, value: Any, path: Path) -> Any:
 
 
 def _coerce_one(option: Option, value: Any, path: Path) -> Any:
+    if value is None:
+        return None
     try:
         if option.type is bool and not isinstance(value, bool):
             raise TypeError("expected true or false")

@@ -203,7 +203,7 @@ def plugmq_exchange_declared(vhost: str, exchange: Exchange) -> None:
 
 @hookspec
 def plugmq_exchange_deleted(vhost: str, exchange: Exchange) -> None:
-    """Called after an exchange is deleted."""
+    """Called after an exchange is deleted (by a client or because it was auto-delete)."""
 
 
 @hookspec
@@ -213,7 +213,7 @@ def plugmq_queue_declared(vhost: str, queue: Queue) -> None:
 
 @hookspec
 def plugmq_queue_deleted(vhost: str, queue: Queue) -> None:
-    """Called after a queue is deleted (explicitly, auto-delete or exclusive owner gone)."""
+    """Called after a queue is deleted (explicitly, auto-delete, or its exclusive owner left)."""
 
 
 @hookspec
@@ -227,7 +227,7 @@ def plugmq_binding_added(
 def plugmq_binding_removed(
     vhost: str, source: str, destination: str, routing_key: str, arguments: dict[str, Any]
 ) -> None:
-    """Called after a binding is removed."""
+    """Called after a binding is removed (unbind, or its source or destination deleted)."""
 
 
 @hookspec

@@ -55,6 +55,7 @@ class Broker:
         self.connections: set[Connection] = set()
         self._message_ids = itertools.count(1)
         self._nursery: trio.Nursery | None = None
+        self._connection_nursery: trio.Nursery | None = None
         self._serving: trio.CancelScope | None = None
         self.addresses: list[str] = []
         self.active = trio.Event()
@@ -81,6 +82,7 @@ class Broker:
         try:
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
+                self._connection_nursery = await nursery.start(self._host_connections)
                 await nursery.start(self.journal.run)
                 await nursery.start(self.ha.run, self)
                 await self.active.wait()
@@ -94,6 +96,17 @@ class Broker:
             with trio.CancelScope(shield=True):
                 await trio.to_thread.run_sync(self.store.close)
             log.info("broker_stopped")
+
+    @staticmethod
+    async def _host_connections(task_status: trio.TaskStatus[trio.Nursery]) -> None:
+        """A nursery for connection tasks, apart from the listeners' accept loops.
+
+        Closing the listeners (shutdown, fencing) must not kill connections before they are
+        sent connection.close: connections are closed explicitly, then this is cancelled.
+        """
+        async with trio.open_nursery() as nursery:
+            task_status.started(nursery)
+            await trio.sleep_forever()
 
     async def _open_store(self) -> None:
         log.info("store_opening", store=self.store.name)
@@ -137,7 +150,9 @@ class Broker:
                 task_status.started()
 
     async def _serve_listeners(self, listeners: Sequence[trio.abc.Listener]) -> None:
-        await trio.serve_listeners(self._handle_stream, list(listeners))
+        await trio.serve_listeners(
+            self._handle_stream, list(listeners), handler_nursery=self._connection_nursery
+        )
 
     async def _handle_stream(self, stream: trio.abc.Stream) -> None:
         peer = _peer_of(stream)
@@ -147,7 +162,13 @@ class Broker:
             return
         connection = Connection(self, stream, peer)
         self.connections.add(connection)
-        await connection.serve()
+        try:
+            await connection.serve()
+        except Exception:
+            # A bug in one connection must not take the broker (and every other client) down.
+            log.exception("connection_crashed", conn=connection.id, peer=peer)
+        finally:
+            self.connections.discard(connection)
 
     def connection_closed(self, connection: Connection) -> None:
         """Called by a connection when it ends."""

@@ -89,9 +89,13 @@ class Connection:
         self._state = "start"
         self._out: list[bytes] = []
         self._out_size = 0
+        self._sending = False
         self._wake = trio.Event()
         self._drained = trio.Event()
         self._closing = False
+        self._pending_close: AMQPError | None = None
+        self._read_scope = trio.CancelScope()
+        self._finished = trio.Event()
         self._close_ok = trio.Event()
         self._dirty_confirms: list[Channel] = []
         #: Frames read during the handshake but not consumed yet (clients pipeline steps).
@@ -120,6 +124,7 @@ class Connection:
         self._dirty_confirms.append(channel)
 
     async def _writer(self) -> None:
+        """The only task that sends on the stream."""
         while True:
             if not self._out:
                 self._wake = trio.Event()
@@ -127,7 +132,9 @@ class Connection:
             data = b"".join(self._out)
             self._out.clear()
             self._out_size = 0
+            self._sending = True
             await self.stream.send_all(data)
+            self._sending = False
             self.bytes_sent += len(data)
             self._last_sent = trio.current_time()
             if not self._out:
@@ -141,10 +148,15 @@ class Connection:
             for consumer in list(channel.consumers.values()):
                 consumer.queue.dispatch()
 
-    async def _wait_drained(self) -> None:
-        while self._out_size > READ_STOP_WATER:
+    async def _wait_drained(self, threshold: int = READ_STOP_WATER) -> None:
+        while self._out_size > threshold or (threshold == 0 and (self._out or self._sending)):
             self._drained = trio.Event()
             await self._drained.wait()
+
+    async def _flush_output(self) -> None:
+        """Wait (bounded) until the writer has sent everything queued so far."""
+        with trio.move_on_after(CLOSE_TIMEOUT):
+            await self._wait_drained(0)
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -153,21 +165,7 @@ class Connection:
         try:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self._writer)
-                try:
-                    with trio.fail_after(HANDSHAKE_TIMEOUT):
-                        await self._handshake()
-                    nursery.start_soon(self._heartbeats)
-                    await self._read_loop()
-                except _Closed:
-                    pass
-                except trio.TooSlowError:
-                    self.log.warning("handshake_timeout", state=self._state)
-                except AMQPError as error:
-                    await self._close_with(error)
-                except (trio.BrokenResourceError, trio.ClosedResourceError):
-                    self.log.info("connection_lost", state=self._state)
-                except ConnectionResetError:
-                    self.log.info("connection_reset", state=self._state)
+                await self._converse(nursery)
                 await self._flush_output()
                 nursery.cancel_scope.cancel()
         except (trio.BrokenResourceError, trio.ClosedResourceError, ConnectionResetError):
@@ -176,13 +174,32 @@ class Connection:
             self._release()
             with trio.CancelScope(shield=True):
                 await trio.aclose_forcefully(self.stream)
+            self._finished.set()
 
-    async def _flush_output(self) -> None:
-        with trio.move_on_after(CLOSE_TIMEOUT):
-            if self._out:
-                data = b"".join(self._out)
-                self._out.clear()
-                await self.stream.send_all(data)
+    async def _converse(self, nursery: trio.Nursery) -> None:
+        """Handshake, then frames until the end; every ending is handled here."""
+        try:
+            with self._read_scope:
+                with trio.fail_after(HANDSHAKE_TIMEOUT):
+                    await self._handshake()
+                nursery.start_soon(self._heartbeats)
+                await self._read_loop()
+        except _Closed:
+            return
+        except trio.TooSlowError:
+            self.log.warning("handshake_timeout", state=self._state)
+            return
+        except AMQPError as error:
+            await self._close_with(error)
+            return
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            self.log.info("connection_lost", state=self._state)
+            return
+        except ConnectionResetError:
+            self.log.info("connection_reset", state=self._state)
+            return
+        if self._pending_close is not None:  # close() cancelled the read scope
+            await self._close_with(self._pending_close)
 
     def _release(self) -> None:
         for channel in list(self.channels.values()):
@@ -193,8 +210,15 @@ class Connection:
         self.broker.connection_closed(self)
 
     async def close(self, error: AMQPError) -> None:
-        """Close from the broker side (shutdown, fencing): connection.close, then drop."""
-        await self._close_with(error)
+        """Close from the broker side (shutdown, fencing) and wait until it is done.
+
+        The connection's own task sends connection.close and waits for close-ok, so only one
+        task ever reads the stream.
+        """
+        self._pending_close = error
+        self._read_scope.cancel()
+        with trio.move_on_after(CLOSE_TIMEOUT + 1):
+            await self._finished.wait()
 
     async def _close_with(self, error: AMQPError) -> None:
         if self._closing:

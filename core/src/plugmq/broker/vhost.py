@@ -216,7 +216,8 @@ class VHost:
         del self.exchanges[exchange.name]
         for other in self.exchanges.values():
             if other.has_exchange_destinations:
-                other.unbind_destination(exchange)
+                self._bindings_gone(other, other.unbind_destination(exchange))
+        self._bindings_gone(exchange, list(exchange.bindings()))
         if exchange.durable:
             self.journal.append(records.ExchangeDeleted(self.name, exchange.name))
         self.hooks.plugmq_exchange_deleted(vhost=self.name, exchange=exchange)
@@ -324,7 +325,7 @@ class VHost:
         queue.deleted = True
         self.queues.pop(queue.name, None)
         for exchange in self.exchanges.values():
-            exchange.unbind_destination(queue)
+            self._bindings_gone(exchange, exchange.unbind_destination(queue))
         if queue.durable:
             self.journal.append(records.QueueDeleted(self.name, queue.name))
         for consumer in list(queue.consumers):
@@ -334,6 +335,17 @@ class VHost:
         return count
 
     # -- bindings ----------------------------------------------------------------------------
+
+    def _bindings_gone(self, source: Exchange, removed: list) -> None:
+        """Tell plugins about bindings removed because their source or destination went."""
+        for binding in removed:
+            self.hooks.plugmq_binding_removed(
+                vhost=self.name,
+                source=source.name,
+                destination=binding.destination.name,
+                routing_key=binding.routing_key,
+                arguments=binding.arguments,
+            )
 
     def bind(
         self,
