@@ -67,6 +67,11 @@ class Journal:
             heapq.heappush(self._callbacks, (seq, next(self._order), callback))
 
     @property
+    def last_seq(self) -> int:
+        """The sequence number of the newest record appended."""
+        return self._appended
+
+    @property
     def backlog(self) -> int:
         """Records appended but not yet durable."""
         return self._appended - self.durable_seq

@@ -19,6 +19,7 @@ import trio
 from plugmq.amqp.errors import ConnectionForced
 from plugmq.auth import Users
 from plugmq.broker.connection import Connection
+from plugmq.broker.memory import MemoryMonitor, watermark_bytes
 from plugmq.broker.recovery import recover_into
 from plugmq.broker.vhost import VHost
 from plugmq.config import Config, ConfigError
@@ -51,6 +52,8 @@ class Broker:
         self.ha = plugins.ha_strategy(config)
         self.journal = Journal(self.store)
         self.users = Users.with_default_guest()
+        self.memory = MemoryMonitor(watermark_bytes(config.memory_high_watermark))
+        self.memory.on_change(self._memory_alarm_changed)
         self.vhosts: dict[str, VHost] = {}
         self.connections: set[Connection] = set()
         self._message_ids = itertools.count(1)
@@ -169,6 +172,10 @@ class Broker:
             log.exception("connection_crashed", conn=connection.id, peer=peer)
         finally:
             self.connections.discard(connection)
+
+    def _memory_alarm_changed(self, alarm: bool) -> None:
+        for connection in self.connections:
+            connection.memory_alarm_changed(alarm)
 
     def connection_closed(self, connection: Connection) -> None:
         """Called by a connection when it ends."""

@@ -140,6 +140,10 @@ class Channel:
             raise NotImplemented_("immediate=true", 60, 40)
         self._publish = args
         self._header = b""
+        if not self.connection.is_publisher:
+            self.connection.is_publisher = True
+            if self.connection.broker.memory.alarm:
+                self.connection.memory_alarm_changed(True)
 
     def _complete_publish(self, body: bytes) -> None:
         exchange, routing_key, mandatory, _, exchange_and_key = self._publish  # type: ignore[misc]
@@ -234,9 +238,13 @@ class Channel:
             consumer.queue.settle(entry)
         else:
             consumer.unacked += 1
-            self.unacked[tag] = (entry, consumer.queue, consumer)
-            if entry.stored and not entry.redelivered:
-                self.vhost.journal.note_delivered(self.vhost.name, consumer.queue.name, message.id)
+            self._hold(tag, entry, consumer.queue, consumer)
+
+    def _hold(self, tag: int, entry: Entry, queue: Queue, consumer: Consumer | None) -> None:
+        """Keep a delivered entry until it is acked; tell the store it was delivered."""
+        self.unacked[tag] = (entry, queue, consumer)
+        if entry.stored and not entry.redelivered:
+            self.vhost.journal.note_delivered(self.vhost.name, queue.name, entry.message.id)
 
     def cancel_by_broker(self, consumer: Consumer) -> None:
         """The queue went away: drop the consumer and tell the client (basic.cancel)."""
@@ -286,7 +294,9 @@ class Channel:
                 consumer.unacked -= 1
             by_queue.setdefault(queue, []).append(entry)
         for queue, entries in by_queue.items():
-            if not queue.deleted:
+            if queue.deleted:
+                queue.forget(entries)
+            else:
                 queue.requeue(entries)
 
     # -- exchange class ------------------------------------------------------------------------
@@ -454,7 +464,7 @@ class Channel:
         if args.no_ack:
             queue.settle(entry)
         else:
-            self.unacked[tag] = (entry, queue, None)
+            self._hold(tag, entry, queue, None)
 
     def _on_basic_ack(self, args: tuple[int, bool]) -> None:
         settled = self._take_unacked(args[0], args[1], 80)
@@ -512,7 +522,9 @@ class Channel:
                 consumer.unacked -= 1
             by_queue.setdefault(queue, []).append(entry)
         for queue, entries in by_queue.items():
-            if not queue.deleted:
+            if queue.deleted:
+                queue.forget(entries)
+            else:
                 queue.requeue(entries)
 
     def _on_basic_recover(self, args: commands.Basic.Recover) -> None:
@@ -546,12 +558,12 @@ class Channel:
             raise PreconditionFailed("channel is not transactional", C.TX, 20)
         publishes, acks = self._tx_publishes, self._tx_acks
         self._tx_publishes, self._tx_acks = [], []
-        seq = 0
         for message, queues, mandatory in publishes:
-            seq = max(seq, self._route(message, queues, mandatory))
+            self._route(message, queues, mandatory)
         for settle in acks:
             settle()
-        self.vhost.journal.when_durable(seq, self._commit_ok)
+        # commit-ok only once every record of this transaction (publishes and acks) is durable.
+        self.vhost.journal.when_durable(self.vhost.journal.last_seq, self._commit_ok)
 
     def _commit_ok(self) -> None:
         if not self.closing:

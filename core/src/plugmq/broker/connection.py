@@ -85,6 +85,9 @@ class Connection:
         self.user = ""
         self.client_properties: dict[str, Any] = {}
         self.consumer_cancel_notify = False
+        self.supports_blocked = False
+        #: Set on the first basic.publish: only publishers are blocked by the memory alarm.
+        self.is_publisher = False
         self.channels: dict[int, Channel] = {}
         self._state = "start"
         self._out: list[bytes] = []
@@ -361,6 +364,7 @@ class Connection:
         self.client_properties = start_ok.client_properties or {}
         capabilities = self.client_properties.get("capabilities") or {}
         self.consumer_cancel_notify = bool(capabilities.get("consumer_cancel_notify"))
+        self.supports_blocked = bool(capabilities.get("connection.blocked"))
         mechanism = self.broker.mechanisms.get(start_ok.mechanism)
         if mechanism is None:
             raise ConnectionAccessRefused(
@@ -412,6 +416,22 @@ class Connection:
 
     # -- the read loop ---------------------------------------------------------------------------
 
+    def memory_alarm_changed(self, alarm: bool) -> None:
+        """Tell a publishing client that the broker blocks (or unblocks) it."""
+        if not self.is_publisher or not self.supports_blocked or self._closing:
+            return
+        if alarm:
+            method = commands.Connection.Blocked(reason="low on memory")
+        else:
+            method = commands.Connection.Unblocked()
+        self.send(M.encode_method(0, method))
+
+    async def _wait_while_blocked(self) -> None:
+        memory = self.broker.memory
+        self.log.info("connection_blocked", reason="memory alarm")
+        await memory.cleared.wait()
+        self.log.info("connection_unblocked")
+
     async def _read_loop(self) -> None:
         for frame in self._handshake_frames:
             self._dispatch(frame)
@@ -419,6 +439,8 @@ class Connection:
         while True:
             if self._out_size > READ_STOP_WATER:
                 await self._wait_drained()
+            if self.is_publisher and self.broker.memory.alarm:
+                await self._wait_while_blocked()
             frames = await self._read_frames()
             for frame in frames:
                 self._dispatch(frame)

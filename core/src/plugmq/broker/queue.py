@@ -105,6 +105,7 @@ class Queue:
         arguments: dict[str, Any] | None = None,
     ) -> None:
         self.vhost = vhost
+        self.memory = vhost.broker.memory
         self.name = name
         self.durable = durable
         #: The connection owning an exclusive queue (None for shared queues).
@@ -140,6 +141,7 @@ class Queue:
         """Append a routed message and deliver it if a consumer is ready."""
         self._next_seq += 1
         self.messages.append(Entry(message, self._next_seq, stored))
+        self.memory.add(message.body_size)
         self.published += 1
         if self.consumers:
             self.dispatch()
@@ -148,6 +150,7 @@ class Queue:
         """Append a message recovered from the store (no dispatch: nobody consumes yet)."""
         self._next_seq += 1
         self.messages.append(Entry(message, self._next_seq, True, redelivered))
+        self.memory.add(message.body_size)
 
     def dispatch(self) -> None:
         """Deliver ready messages to ready consumers, round-robin."""
@@ -181,8 +184,14 @@ class Queue:
 
     def settle(self, entry: Entry) -> None:
         """The entry is done (acked, or delivered with no-ack): forget it durably."""
+        self.memory.remove(entry.message.body_size)
         if entry.stored:
             self.vhost.message_removed(self, entry.message)
+
+    def forget(self, entries: Iterable[Entry]) -> None:
+        """Entries of a deleted queue came back (requeue after delete): just release them."""
+        for entry in entries:
+            self.memory.remove(entry.message.body_size)
 
     def requeue(self, entries: Iterable[Entry]) -> None:
         """Put entries back in their original order, marked redelivered, then dispatch."""
@@ -206,10 +215,16 @@ class Queue:
         """
         count = len(self.messages)
         for entry in self.messages:
+            self.memory.remove(entry.message.body_size)
             if entry.stored:
                 self.vhost.message_removed(self, entry.message)
         self.messages.clear()
         return count
+
+    def drop_all(self) -> None:
+        """The queue is deleted: release every ready message (the store drops them itself)."""
+        self.forget(self.messages)
+        self.messages.clear()
 
     # -- consumers ---------------------------------------------------------------------------
 

@@ -29,7 +29,7 @@ CHUNK = 20_000
 async def recover_into(broker: Broker) -> int:
     """Apply the store's records to ``broker``; return the highest message id seen."""
     started = time.monotonic()
-    records_iter = iter(broker.store.recover(_progress))
+    records_iter = iter(broker.store.recover(_ProgressLog()))
     applier = _Applier(broker)
     while True:
         chunk = await trio.to_thread.run_sync(lambda: list(itertools.islice(records_iter, CHUNK)))
@@ -37,8 +37,6 @@ async def recover_into(broker: Broker) -> int:
             break
         for record in chunk:
             applier.apply(record)
-        if applier.messages and applier.messages % 100_000 < CHUNK:
-            log.info("recovery_progress", messages=applier.messages)
     if applier.records:
         log.info(
             "recovery_done",
@@ -49,8 +47,17 @@ async def recover_into(broker: Broker) -> int:
     return applier.highest_id
 
 
-def _progress(done: int, total: int) -> None:
-    log.info("store_recovery_progress", done=done, total=total)
+class _ProgressLog:
+    """The ``progress(done, total)`` callback given to the store: logs at most once a second."""
+
+    def __init__(self) -> None:
+        self._last = time.monotonic()
+
+    def __call__(self, done: int, total: int) -> None:
+        now = time.monotonic()
+        if now - self._last >= 1.0 or done == total:
+            self._last = now
+            log.info("recovery_progress", done=done, total=total)
 
 
 class _Applier:

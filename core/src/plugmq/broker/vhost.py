@@ -330,7 +330,7 @@ class VHost:
             self.journal.append(records.QueueDeleted(self.name, queue.name))
         for consumer in list(queue.consumers):
             consumer.channel.cancel_by_broker(consumer)
-        queue.messages.clear()
+        queue.drop_all()
         self.hooks.plugmq_queue_deleted(vhost=self.name, queue=queue)
         return count
 

@@ -57,6 +57,14 @@ def plugmq_add_options(options: OptionRegistry) -> None:
         help="Largest message body accepted (bytes), as RabbitMQ's max_message_size.",
     )
     add(
+        "--memory-high-watermark",
+        type=float,
+        default=0.4,
+        group=GROUP,
+        help="Block publishers above this much held message data: a fraction of RAM "
+        "(<= 1, as RabbitMQ's vm_memory_high_watermark) or bytes (> 1); 0 disables.",
+    )
+    add(
         "--cluster-name",
         type=str,
         default="plugmq",
@@ -88,5 +96,7 @@ def plugmq_configure(config: Config) -> None:
         raise ConfigError(f"--channel-max {config.channel_max} must be between 1 and 65535")
     if config.heartbeat < 0:
         raise ConfigError("--heartbeat must be 0 (off) or positive")
+    if config.memory_high_watermark < 0:
+        raise ConfigError("--memory-high-watermark must be 0 (off), a fraction or bytes")
     if config.log_level.lower() not in ("debug", "info", "warning", "error"):
         raise ConfigError(f"--log-level {config.log_level!r}: use debug, info, warning or error")

@@ -1,0 +1,167 @@
+"""Folding journal records into the databases, inside one Berkeley DB transaction.
+
+:class:`BatchWriter` gives the same result as the core's
+:class:`plugmq.store.state.StoredState` for every record: entities are replaced by key,
+``ExchangeDeleted``/``QueueDeleted`` drop their bindings, ``QueueDeleted``/``QueuePurged``
+drop the queue's messages. A message body is stored once per message id with a reference count
+of the queues holding it; dropping the last reference deletes the body.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator
+
+from berkeleydb import db
+
+from plugmq.store.records import (
+    BindingAdded,
+    BindingRemoved,
+    ConfigSet,
+    ExchangeDeclared,
+    ExchangeDeleted,
+    MessageEnqueued,
+    MessageRemoved,
+    QueueDeclared,
+    QueueDeleted,
+    QueuePurged,
+    Record,
+)
+from plugmq_store_bdb import encoding
+from plugmq_store_bdb.environment import Databases
+
+
+class BatchWriter:
+    """Applies records to the databases within ``txn`` (the caller commits or aborts)."""
+
+    def __init__(self, dbs: Databases, txn: db.DBTxn) -> None:
+        self._dbs = dbs
+        self._txn = txn
+        self._handlers: dict[type, Callable] = {
+            ConfigSet: self._config_set,
+            ExchangeDeclared: self._put_entity,
+            QueueDeclared: self._put_entity,
+            BindingAdded: self._put_entity,
+            ExchangeDeleted: self._exchange_deleted,
+            QueueDeleted: self._queue_deleted,
+            QueuePurged: self._queue_purged,
+            BindingRemoved: self._binding_removed,
+            MessageEnqueued: self._message_enqueued,
+            MessageRemoved: self._message_removed,
+        }
+
+    def apply(self, record: Record) -> None:
+        """Fold one record into the databases."""
+        handler = self._handlers.get(type(record))
+        if handler is None:
+            raise TypeError(f"not a journal record: {record!r}")
+        handler(record)
+
+    # --- entities ------------------------------------------------------------------------------
+
+    def _put_entity(self, record: ExchangeDeclared | QueueDeclared | BindingAdded) -> None:
+        key = encoding.entity_key(record)
+        self._dbs.entities.put(key, encoding.encode_entity(record), txn=self._txn)
+
+    def _delete_entity(self, key: bytes) -> None:
+        _delete(self._dbs.entities, key, self._txn)
+
+    def _config_set(self, record: ConfigSet) -> None:
+        if record.value is None:
+            self._delete_entity(encoding.entity_key(record))
+        else:
+            self._put_entity(record)
+
+    def _binding_removed(self, record: BindingRemoved) -> None:
+        self._delete_entity(encoding.binding_key(record))
+
+    def _exchange_deleted(self, record: ExchangeDeleted) -> None:
+        self._delete_entity(encoding.EXCHANGE + encoding.pack_strings(record.vhost, record.name))
+        self._drop_bindings(
+            record.vhost,
+            lambda b: (
+                b.source == record.name
+                or (b.destination == record.name and b.destination_kind == "exchange")
+            ),
+        )
+
+    def _queue_deleted(self, record: QueueDeleted) -> None:
+        self._delete_entity(encoding.QUEUE + encoding.pack_strings(record.vhost, record.name))
+        self._drop_bindings(
+            record.vhost,
+            lambda b: b.destination == record.name and b.destination_kind == "queue",
+        )
+        self._drop_messages(record.vhost, record.name)
+
+    def _queue_purged(self, record: QueuePurged) -> None:
+        self._drop_messages(record.vhost, record.name)
+
+    def _drop_bindings(self, vhost: str, matches: Callable[[BindingAdded], bool]) -> None:
+        prefix = encoding.vhost_bindings_prefix(vhost)
+        doomed = [
+            key
+            for key, value in _scan(self._dbs.entities, prefix, self._txn)
+            if matches(encoding.decode_entity(value))  # type: ignore[arg-type]
+        ]
+        for key in doomed:
+            self._delete_entity(key)
+
+    # --- messages ------------------------------------------------------------------------------
+
+    def _message_enqueued(self, record: MessageEnqueued) -> None:
+        key = encoding.message_key(record.vhost, record.queue, record.message_id)
+        flag = encoding.DELIVERED if record.redelivered else encoding.FRESH
+        id_key = encoding.pack_id(record.message_id)
+        already_here = self._dbs.messages.exists(key, txn=self._txn)
+        self._dbs.messages.put(key, flag, txn=self._txn)
+        refs = encoding.unpack_count(self._dbs.refs.get(id_key, txn=self._txn))
+        if not already_here:
+            self._dbs.refs.put(id_key, encoding.pack_count(refs + 1), txn=self._txn)
+        if refs == 0 or already_here:
+            self._dbs.bodies.put(id_key, encoding.encode_message(record), txn=self._txn)
+
+    def _message_removed(self, record: MessageRemoved) -> None:
+        key = encoding.message_key(record.vhost, record.queue, record.message_id)
+        if self._dbs.messages.exists(key, txn=self._txn):
+            self._dbs.messages.delete(key, txn=self._txn)
+            self._unreference(record.message_id)
+
+    def _drop_messages(self, vhost: str, queue: str) -> None:
+        prefix = encoding.queue_prefix(vhost, queue)
+        cursor = self._dbs.messages.cursor(txn=self._txn)
+        try:
+            item = cursor.set_range(prefix)
+            while item is not None and item[0].startswith(prefix):
+                _, message_id = encoding.split_message_key(item[0])
+                cursor.delete()
+                self._unreference(message_id)
+                item = cursor.next()
+        finally:
+            cursor.close()
+
+    def _unreference(self, message_id: int) -> None:
+        id_key = encoding.pack_id(message_id)
+        refs = encoding.unpack_count(self._dbs.refs.get(id_key, txn=self._txn))
+        if refs > 1:
+            self._dbs.refs.put(id_key, encoding.pack_count(refs - 1), txn=self._txn)
+            return
+        _delete(self._dbs.refs, id_key, self._txn)
+        _delete(self._dbs.bodies, id_key, self._txn)
+
+
+def _delete(database: db.DB, key: bytes, txn: db.DBTxn) -> None:
+    """Delete ``key`` if it is there (deleting a missing key is not an error here)."""
+    with contextlib.suppress(db.DBNotFoundError):
+        database.delete(key, txn=txn)
+
+
+def _scan(database: db.DB, prefix: bytes, txn: db.DBTxn | None) -> Iterator[tuple[bytes, bytes]]:
+    """Every ``(key, value)`` whose key starts with ``prefix``, in key order."""
+    cursor = database.cursor(txn=txn)
+    try:
+        item = cursor.set_range(prefix)
+        while item is not None and item[0].startswith(prefix):
+            yield item
+            item = cursor.next()
+    finally:
+        cursor.close()

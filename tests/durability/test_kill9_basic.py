@@ -1,0 +1,79 @@
+"""Durable queues and persistent messages survive kill -9 (Qpid BDB msgstore's promise)."""
+
+from __future__ import annotations
+
+import pika
+
+from support.broker_process import BrokerProcess
+
+PERSISTENT = pika.BasicProperties(delivery_mode=2)
+
+
+def connect(broker: BrokerProcess) -> pika.BlockingConnection:
+    return pika.BlockingConnection(pika.ConnectionParameters("127.0.0.1", broker.port))
+
+
+def test_confirmed_persistent_messages_survive_kill_9(durable_broker: BrokerProcess) -> None:
+    with connect(durable_broker) as connection:
+        channel = connection.channel()
+        channel.queue_declare("abc", durable=True)
+        channel.exchange_declare("orders", "topic", durable=True)
+        channel.queue_bind("abc", "orders", "order.#")
+        channel.confirm_delivery()
+        for number in range(100):
+            channel.basic_publish("orders", "order.new", b"%d" % number, PERSISTENT)
+        channel.basic_publish("", "abc", b"transient")  # not persistent: must not survive
+    durable_broker.kill()
+    durable_broker.restart()
+    with connect(durable_broker) as connection:
+        channel = connection.channel()
+        bodies = []
+        while (got := channel.basic_get("abc", auto_ack=True))[0] is not None:
+            bodies.append(got[2])
+        assert bodies == [b"%d" % n for n in range(100)]
+        channel.confirm_delivery()
+        channel.basic_publish("orders", "order.x", b"routed after restart", PERSISTENT)
+        assert channel.basic_get("abc", auto_ack=True)[2] == b"routed after restart"
+
+
+def test_non_durable_queue_does_not_survive(durable_broker: BrokerProcess) -> None:
+    with connect(durable_broker) as connection:
+        channel = connection.channel()
+        channel.queue_declare("gone", durable=False)
+        channel.confirm_delivery()
+        channel.basic_publish("", "gone", b"x", PERSISTENT)
+    durable_broker.kill()
+    durable_broker.restart()
+    with connect(durable_broker) as connection:
+        channel = connection.channel()
+        try:
+            channel.queue_declare("gone", passive=True)
+            raise AssertionError("a non-durable queue must not be recovered")
+        except pika.exceptions.ChannelClosedByBroker as closed:
+            assert closed.reply_code == 404
+
+
+def test_committed_acks_stay_acked_and_unacked_come_back_redelivered(
+    durable_broker: BrokerProcess,
+) -> None:
+    connection = connect(durable_broker)
+    channel = connection.channel()
+    channel.queue_declare("work", durable=True)
+    channel.confirm_delivery()
+    for number in range(10):
+        channel.basic_publish("", "work", b"%d" % number, PERSISTENT)
+    consumer = connection.channel()
+    consumer.tx_select()
+    tags = [consumer.basic_get("work")[0].delivery_tag for _ in range(6)]
+    consumer.basic_ack(tags[3], multiple=True)  # acks 0..3
+    consumer.tx_commit()
+    # 4 and 5 stay delivered but unacknowledged when the broker dies.
+    durable_broker.kill()
+    durable_broker.restart()
+    with connect(durable_broker) as connection:
+        channel = connection.channel()
+        got = []
+        while (message := channel.basic_get("work", auto_ack=True))[0] is not None:
+            got.append((message[2], message[0].redelivered))
+    assert [body for body, _ in got] == [b"%d" % n for n in range(4, 10)]
+    assert [redelivered for _, redelivered in got] == [True, True] + [False] * 4

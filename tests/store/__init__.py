@@ -1,0 +1,1 @@
+"""Store contract tests (memory and Berkeley DB) and Berkeley DB store tests."""
