@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pika
 import pytest
-
 from support.broker_process import BrokerProcess, broker_process
 
 WATERMARK = 1_000_000
@@ -40,7 +39,7 @@ def test_publisher_is_blocked_above_watermark_and_unblocked_after_drain(
         assert events == ["blocked"]
         drained = consumer.channel()
         for _ in range(12):
-            method, _, body = drained.basic_get("alarm-test", auto_ack=True)
+            _, _, body = drained.basic_get("alarm-test", auto_ack=True)
             assert len(body) == 100_000
         publisher.process_data_events(time_limit=1)
         # Publishes still in the socket when the alarm rose are read after it clears and may

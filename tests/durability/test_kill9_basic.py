@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pika
-
 from support.broker_process import BrokerProcess
 
 PERSISTENT = pika.BasicProperties(delivery_mode=2)

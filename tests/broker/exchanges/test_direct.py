@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from exchange_fakes import Dest, Msg, NoHeadersMsg
+
 from plugmq.broker.exchange import EMPTY, Binding
 from plugmq.broker.exchanges import DirectExchange
 

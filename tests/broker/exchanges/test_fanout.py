@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from exchange_fakes import Dest, NoHeadersMsg
+
 from plugmq.broker.exchanges import FanoutExchange
 
 

@@ -6,6 +6,7 @@ from typing import Any
 
 import pytest
 from exchange_fakes import Dest, Msg
+
 from plugmq.amqp.errors import PreconditionFailed
 from plugmq.broker.exchange import EMPTY
 from plugmq.broker.exchanges import HeadersExchange

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 from exchange_fakes import Dest, Msg, NoHeadersMsg
+
 from plugmq.broker.exchange import EMPTY
 from plugmq.broker.exchanges import TopicExchange
 from plugmq.broker.topic_trie import TopicTrie, split_key, split_pattern

@@ -10,6 +10,7 @@ from __future__ import annotations
 from exchange_fakes import Dest, Msg
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
 from plugmq.broker.exchanges import TopicExchange
 
 PATTERN_WORDS = st.sampled_from(["a", "b", "", "*", "#"])
