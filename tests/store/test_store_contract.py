@@ -124,6 +124,7 @@ SCENARIOS: dict[str, list[Step]] = {
         batch(QueueDeclared("/", "a"), QueueDeclared("/", "b"), msg("a", 1), msg("b", 1)),
         batch(msg("a", 2), QueuePurged("/", "a"), msg("a", 3)),
         batch(QueuePurged("/", "never-declared")),
+        batch(msg("a", 4), msg("a", 5), msg("a", 6), QueuePurged("/", "a", after_message_id=4)),
     ],
     "queue_deleted_with_bindings_and_messages": [
         batch(
@@ -317,3 +318,24 @@ def test_empty_batch_is_allowed(subject, recover) -> None:
 def test_close_twice_is_safe(subject) -> None:
     subject.store.close()
     subject.store.close()
+
+
+def test_read_queue_pages_in_order_after_an_id(subject) -> None:
+    subject.store.apply([QueueDeclared("/", "q"), QueueDeclared("/", "r")])
+    subject.store.apply([msg("q", i) for i in range(1, 21)] + [msg("r", 7)])
+    subject.reopen()
+    first = subject.store.read_queue("/", "q", 0, 8)
+    assert [r.message_id for r in first] == list(range(1, 9))
+    assert first[0] == msg("q", 1)
+    rest = subject.store.read_queue("/", "q", 8, 100)
+    assert [r.message_id for r in rest] == list(range(9, 21))
+    assert subject.store.read_queue("/", "q", 20, 100) == []
+    assert [r.message_id for r in subject.store.read_queue("/", "r", 0, 5)] == [7]
+
+
+def test_purge_after_an_id_keeps_the_older_messages(subject, recover) -> None:
+    subject.store.apply([QueueDeclared("/", "q")] + [msg("q", i) for i in range(1, 11)])
+    subject.store.apply([QueuePurged("/", "q", after_message_id=6)])
+    subject.reopen()
+    recovered = [r.message_id for r in recover(subject.store) if isinstance(r, MessageEnqueued)]
+    assert recovered == [1, 2, 3, 4, 5, 6]

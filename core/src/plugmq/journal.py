@@ -20,7 +20,7 @@ import structlog
 import trio
 
 from plugmq.store.base import Store
-from plugmq.store.records import Record
+from plugmq.store.records import MessageEnqueued, Record
 
 log = structlog.get_logger("plugmq.journal")
 
@@ -40,6 +40,8 @@ class Journal:
         self._callbacks: list[tuple[int, int, Callable[[], None]]] = []
         self._order = itertools.count()
         self._wake = trio.Event()
+        #: The store is called from one thread at a time: batches and paging reads take turns.
+        self._store_lock = trio.Lock()
         self._delivered: dict[tuple[str, str], list[int]] = {}
         self.batches_written = 0
         self.records_written = 0
@@ -94,7 +96,8 @@ class Journal:
         # Shielded: a batch handed to the store must finish and be accounted for even if the
         # broker is shutting down, or confirms could be sent for records never written.
         with trio.CancelScope(shield=True):
-            await trio.to_thread.run_sync(self._write, batch, delivered)
+            async with self._store_lock:
+                await trio.to_thread.run_sync(self._write, batch, delivered)
         self.durable_seq += len(batch)
         self.batches_written += 1
         self.records_written += len(batch)
@@ -112,6 +115,16 @@ class Journal:
         durable = self.durable_seq
         while callbacks and callbacks[0][0] <= durable:
             heapq.heappop(callbacks)[2]()
+
+    async def read_queue(
+        self, vhost: str, queue: str, after_message_id: int, limit: int
+    ) -> list[MessageEnqueued]:
+        """Page in stored messages of a queue, once everything appended so far is durable."""
+        await self.flush()
+        async with self._store_lock:
+            return await trio.to_thread.run_sync(
+                self.store.read_queue, vhost, queue, after_message_id, limit
+            )
 
     async def flush(self) -> None:
         """Wait until everything appended so far is durable (used at shutdown and by tests)."""

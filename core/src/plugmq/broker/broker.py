@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import itertools
 import signal
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING
 
 import structlog
@@ -44,6 +44,7 @@ class Broker:
         self.max_message_size: int = config.max_message_size
         self.max_connections: int = config.max_connections
         self.cluster_name: str = config.cluster_name
+        self.queue_max_memory: int = config.queue_max_memory
         self.exchange_types = plugins.exchange_types()
         self.mechanisms: dict[str, Mechanism] = {
             cls.name: cls() for cls in plugins.auth_mechanisms()
@@ -69,6 +70,11 @@ class Broker:
     def next_message_id(self) -> int:
         """A broker-unique, increasing message id (continues after recovery)."""
         return next(self._message_ids)
+
+    def spawn(self, task: Callable[[], Awaitable[None]]) -> None:
+        """Run a background task of the engine (paging in) in the broker's nursery."""
+        assert self._nursery is not None
+        self._nursery.start_soon(task)
 
     def add_vhost(self, name: str) -> VHost:
         """Create a virtual host (idempotent)."""

@@ -100,6 +100,11 @@ class Channel:
         """A content header frame: must follow basic.publish."""
         if self._publish is None:
             raise UnexpectedFrame(f"content header on channel {self.number} without a publish")
+        if self._header:
+            # A second header would silently restart the body of the message being assembled.
+            raise UnexpectedFrame(
+                f"expected content body, got a content header on channel {self.number}"
+            )
         summary = peek_header(payload)
         limit = self.connection.broker.max_message_size
         if summary.body_size > limit:
@@ -447,6 +452,18 @@ class Channel:
     def _on_basic_get(self, args: commands.Basic.Get) -> None:
         queue = self._queue_named(args.queue, 70)
         entry = queue.get()
+        if entry is None and queue.paged:
+            self.connection.broker.spawn(lambda: self._get_after_paging(queue, args.no_ack))
+            return
+        self._answer_get(queue, entry, args.no_ack)
+
+    async def _get_after_paging(self, queue: Queue, no_ack: bool) -> None:
+        """basic.get found only paged-out messages: answer once some are back in memory."""
+        await queue.wait_paged_in()
+        if not self.closing:
+            self._answer_get(queue, queue.get(), no_ack)
+
+    def _answer_get(self, queue: Queue, entry: Entry | None, no_ack: bool) -> None:
         if entry is None:
             self._send(commands.Basic.GetEmpty())
             return
@@ -461,7 +478,7 @@ class Channel:
         self.connection.send(
             M.encode_content(self.number, message.header, message.body, self.connection.frame_max)
         )
-        if args.no_ack:
+        if no_ack:
             queue.settle(entry)
         else:
             self._hold(tag, entry, queue, None)

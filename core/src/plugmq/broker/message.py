@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from plugmq.amqp.content import decode_properties
+from plugmq.amqp.content import decode_properties, peek_header
+from plugmq.amqp.methods import shortstr
+from plugmq.store.records import MessageEnqueued
 
 
 class Message:
@@ -53,6 +55,22 @@ class Message:
         self.priority = priority
         self.expiration = expiration
         self._headers: Any = _UNDECODED
+
+    @classmethod
+    def from_record(cls, record: MessageEnqueued) -> Message:
+        """Rebuild a message read back from the store (recovery, paging in)."""
+        summary = peek_header(record.header)
+        return cls(
+            record.message_id,
+            record.exchange,
+            record.routing_key,
+            shortstr(record.exchange) + shortstr(record.routing_key),
+            record.header,
+            record.body,
+            summary.delivery_mode,
+            summary.priority,
+            summary.expiration,
+        )
 
     @property
     def headers(self) -> dict[str, Any] | None:

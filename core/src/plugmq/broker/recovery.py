@@ -14,7 +14,6 @@ import structlog
 import trio
 
 from plugmq.amqp.content import peek_header
-from plugmq.amqp.methods import shortstr
 from plugmq.broker.message import Message
 from plugmq.store import records
 
@@ -96,25 +95,23 @@ class _Applier:
         self._vhost(record.vhost).restore_binding(record)
 
     def _MessageEnqueued(self, record: records.MessageEnqueued) -> None:
+        self.highest_id = max(self.highest_id, record.message_id)
         queue = self._vhost(record.vhost).queues.get(record.queue)
         if queue is None:
             return
+        if peek_header(record.header).delivery_mode != 2:
+            # A transient message written only because its queue was paging: not recovered.
+            self.broker.journal.append(
+                records.MessageRemoved(record.vhost, record.queue, record.message_id)
+            )
+            return
+        self.messages += 1
+        if queue.pages_next():
+            queue.restore_paged()
+            return
         message = self._messages.get(record.message_id)
         if message is None:
-            summary = peek_header(record.header)
-            message = Message(
-                record.message_id,
-                record.exchange,
-                record.routing_key,
-                shortstr(record.exchange) + shortstr(record.routing_key),
-                record.header,
-                record.body,
-                summary.delivery_mode,
-                summary.priority,
-                summary.expiration,
-            )
+            message = Message.from_record(record)
             # Messages shared by several queues are recovered as one object, as published.
             self._messages[record.message_id] = message
         queue.restore(message, record.redelivered)
-        self.messages += 1
-        self.highest_id = max(self.highest_id, record.message_id)

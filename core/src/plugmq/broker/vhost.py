@@ -93,15 +93,14 @@ class VHost:
     def enqueue(self, queues: Any, message: Message) -> int:
         """Enqueue on every queue; return the journal sequence a confirm must wait for."""
         seq = 0
-        if message.persistent:
-            for queue in queues:
-                if queue.durable:
-                    seq = self._journal_enqueue(queue, message)
-                    queue.enqueue(message, True)
-                else:
-                    queue.enqueue(message, False)
-        else:
-            for queue in queues:
+        persistent = message.persistent
+        for queue in queues:
+            # A paging queue stores transient messages too, so its tail stays in one place
+            # and in order; recovery drops them again.
+            if queue.durable and (persistent or queue.paged):
+                seq = self._journal_enqueue(queue, message)
+                queue.enqueue(message, True)
+            else:
                 queue.enqueue(message, False)
         return seq
 
@@ -117,6 +116,10 @@ class VHost:
                 message.body,
             )
         )
+
+    def tail_purged(self, queue: Queue, after_message_id: int) -> None:
+        """A purge dropped a queue's paged-out tail: every stored id above the given one."""
+        self.journal.append(records.QueuePurged(self.name, queue.name, after_message_id))
 
     def message_removed(self, queue: Queue, message: Message) -> None:
         """A stored message left a durable queue: journal its removal."""
@@ -214,7 +217,7 @@ class VHost:
 
     def _remove_exchange(self, exchange: Exchange) -> None:
         del self.exchanges[exchange.name]
-        for other in self.exchanges.values():
+        for other in list(self.exchanges.values()):  # a copy: auto-delete may cascade
             if other.has_exchange_destinations:
                 self._bindings_gone(other, other.unbind_destination(exchange))
         self._bindings_gone(exchange, list(exchange.bindings()))
@@ -324,7 +327,7 @@ class VHost:
         count = queue.message_count
         queue.deleted = True
         self.queues.pop(queue.name, None)
-        for exchange in self.exchanges.values():
+        for exchange in list(self.exchanges.values()):  # a copy: auto-delete may cascade
             self._bindings_gone(exchange, exchange.unbind_destination(queue))
         if queue.durable:
             self.journal.append(records.QueueDeleted(self.name, queue.name))
@@ -337,7 +340,10 @@ class VHost:
     # -- bindings ----------------------------------------------------------------------------
 
     def _bindings_gone(self, source: Exchange, removed: list) -> None:
-        """Tell plugins about bindings removed because their source or destination went."""
+        """Tell plugins about bindings removed because their source or destination went.
+
+        An auto-delete source left without bindings goes too (see :meth:`_maybe_auto_delete`).
+        """
         for binding in removed:
             self.hooks.plugmq_binding_removed(
                 vhost=self.name,
@@ -346,6 +352,22 @@ class VHost:
                 routing_key=binding.routing_key,
                 arguments=binding.arguments,
             )
+        if removed:
+            self._maybe_auto_delete(source)
+
+    def _maybe_auto_delete(self, exchange: Exchange) -> None:
+        """Delete an auto-delete exchange whose last binding (as the source) just went.
+
+        RabbitMQ's rule: the check runs when a binding is removed, so an auto-delete exchange
+        that never had a binding stays. Deleting it may empty, and so delete, the exchanges
+        bound to it in turn.
+        """
+        if (
+            exchange.auto_delete
+            and not exchange.binding_count
+            and self.exchanges.get(exchange.name) is exchange
+        ):
+            self._remove_exchange(exchange)
 
     def bind(
         self,
@@ -420,6 +442,7 @@ class VHost:
             routing_key=routing_key,
             arguments=arguments,
         )
+        self._maybe_auto_delete(exchange)
 
     # -- recovery (no journaling: the records came from the store) ---------------------------
 

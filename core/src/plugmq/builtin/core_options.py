@@ -65,6 +65,14 @@ def plugmq_add_options(options: OptionRegistry) -> None:
         "(<= 1, as RabbitMQ's vm_memory_high_watermark) or bytes (> 1); 0 disables.",
     )
     add(
+        "--queue-max-memory",
+        type=int,
+        default=64 << 20,
+        group=GROUP,
+        help="Bytes of ready messages a durable queue keeps in memory; beyond it persistent "
+        "messages stay only in the store and are paged in as consumers catch up (0 = never).",
+    )
+    add(
         "--cluster-name",
         type=str,
         default="plugmq",

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Sequence
 from typing import Protocol, runtime_checkable
 
-from plugmq.store.records import Record
+from plugmq.store.records import MessageEnqueued, Record
 
 
 class StoreError(Exception):
@@ -48,6 +48,15 @@ class Store(Protocol):
         """Remember that these messages were delivered (so recovery sets redelivered).
 
         Best effort: need not be synchronous to disk; may be a no-op.
+        """
+
+    def read_queue(
+        self, vhost: str, queue: str, after_message_id: int, limit: int
+    ) -> list[MessageEnqueued]:
+        """Up to ``limit`` stored messages of a queue with ids above ``after_message_id``.
+
+        Oldest first. The broker pages a long queue's tail in with this; it calls it only after
+        every record appended before is durable, from the same single worker thread.
         """
 
     def close(self) -> None:

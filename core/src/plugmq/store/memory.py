@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 
-from plugmq.store.records import Record
+from plugmq.store.records import MessageEnqueued, Record
 from plugmq.store.state import StoredState
 
 
@@ -36,6 +36,12 @@ class MemoryStore:
     def mark_delivered(self, vhost: str, queue: str, message_ids: Sequence[int]) -> None:
         """Remember deliveries so :meth:`recover` yields them as redelivered."""
         self._state.mark_delivered(vhost, queue, message_ids)
+
+    def read_queue(
+        self, vhost: str, queue: str, after_message_id: int, limit: int
+    ) -> list[MessageEnqueued]:
+        """Paging reads (the broker never pages with a non-durable store, tests do)."""
+        return self._state.read_queue(vhost, queue, after_message_id, limit)
 
     def close(self) -> None:
         """Nothing to close."""

@@ -53,10 +53,15 @@ class QueueDeleted:
 
 @dataclass(frozen=True, slots=True)
 class QueuePurged:
-    """Every message of a durable queue was removed."""
+    """The stored messages of a durable queue with an id above ``after_message_id`` were removed.
+
+    With the default 0 every message goes. The broker purges a queue's paged-out tail this way
+    (its ids are all above the ids held in memory) without reading it back first.
+    """
 
     vhost: str
     name: str
+    after_message_id: int = 0
 
 
 @dataclass(frozen=True, slots=True)

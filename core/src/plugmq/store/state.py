@@ -68,7 +68,9 @@ class StoredState:
         self._drop_bindings(record.vhost, record.name, kinds=("queue",), as_source=False)
 
     def _apply_QueuePurged(self, record: QueuePurged) -> None:
-        self.messages[(record.vhost, record.name)] = {}
+        messages = self.messages.get((record.vhost, record.name), {})
+        for message_id in [i for i in messages if i > record.after_message_id]:
+            del messages[message_id]
 
     def _apply_BindingAdded(self, record: BindingAdded) -> None:
         self.bindings[_binding_key(record)] = record
@@ -100,6 +102,14 @@ class StoredState:
             record = messages.get(message_id)
             if record is not None and not record.redelivered:
                 messages[message_id] = replace(record, redelivered=True)
+
+    def read_queue(
+        self, vhost: str, queue: str, after_message_id: int, limit: int
+    ) -> list[MessageEnqueued]:
+        """Up to ``limit`` messages of a queue with ids above ``after_message_id``, oldest first."""
+        messages = self.messages.get((vhost, queue), {})
+        ids = sorted(i for i in messages if i > after_message_id)[:limit]
+        return [messages[i] for i in ids]
 
     def records(self) -> Iterator[Record]:
         """Records that rebuild this state, in the order the store contract requires."""

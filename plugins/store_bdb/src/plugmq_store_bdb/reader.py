@@ -80,3 +80,30 @@ def message_records(
     finally:
         cursor.close()
     progress(done, max(done, total))
+
+
+def queue_messages(
+    dbs: Databases, vhost: str, queue: str, after_message_id: int, limit: int
+) -> list[MessageEnqueued]:
+    """Up to ``limit`` messages of one queue with ids above ``after_message_id`` (paging)."""
+    prefix = encoding.queue_prefix(vhost, queue)
+    found: list[MessageEnqueued] = []
+    cursor = dbs.messages.cursor()
+    try:
+        item = cursor.set_range(encoding.message_key(vhost, queue, after_message_id + 1))
+        while item is not None and item[0].startswith(prefix) and len(found) < limit:
+            id_bytes = item[0][-8:]
+            value = dbs.bodies.get(id_bytes)
+            if value is None:
+                raise encoding.EncodingError(f"message {_U64.unpack(id_bytes)[0]} has no body")
+            exchange, routing_key, header, body = encoding.decode_message(value)
+            found.append(
+                MessageEnqueued(
+                    vhost, queue, _U64.unpack(id_bytes)[0], exchange, routing_key, header, body,
+                    item[1] == encoding.DELIVERED,
+                )
+            )
+            item = cursor.next()
+    finally:
+        cursor.close()
+    return found

@@ -32,7 +32,7 @@ import structlog
 from berkeleydb import db
 
 from plugmq.store import StoreError
-from plugmq.store.records import Record
+from plugmq.store.records import MessageEnqueued, Record
 from plugmq_store_bdb import encoding, environment, reader
 from plugmq_store_bdb.environment import Databases, DirectoryLock
 from plugmq_store_bdb.writer import BatchWriter
@@ -138,6 +138,12 @@ class BDBStore:
             messages=reporter.done,
             seconds=round(time.monotonic() - started, 3),
         )
+
+    def read_queue(
+        self, vhost: str, queue: str, after_message_id: int, limit: int
+    ) -> list[MessageEnqueued]:
+        """Page in up to ``limit`` messages of a queue with ids above ``after_message_id``."""
+        return reader.queue_messages(self._databases(), vhost, queue, after_message_id, limit)
 
     def stats(self) -> dict[str, int]:
         """Entry counts of each database (walks every page: for tests and inspection)."""

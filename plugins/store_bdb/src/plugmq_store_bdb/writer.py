@@ -94,7 +94,7 @@ class BatchWriter:
         self._drop_messages(record.vhost, record.name)
 
     def _queue_purged(self, record: QueuePurged) -> None:
-        self._drop_messages(record.vhost, record.name)
+        self._drop_messages(record.vhost, record.name, record.after_message_id)
 
     def _drop_bindings(self, vhost: str, matches: Callable[[BindingAdded], bool]) -> None:
         prefix = encoding.vhost_bindings_prefix(vhost)
@@ -126,11 +126,12 @@ class BatchWriter:
             self._dbs.messages.delete(key, txn=self._txn)
             self._unreference(record.message_id)
 
-    def _drop_messages(self, vhost: str, queue: str) -> None:
+    def _drop_messages(self, vhost: str, queue: str, after_message_id: int = 0) -> None:
+        """Drop the queue's messages with ids above ``after_message_id`` (all by default)."""
         prefix = encoding.queue_prefix(vhost, queue)
         cursor = self._dbs.messages.cursor(txn=self._txn)
         try:
-            item = cursor.set_range(prefix)
+            item = cursor.set_range(encoding.message_key(vhost, queue, after_message_id + 1))
             while item is not None and item[0].startswith(prefix):
                 _, message_id = encoding.split_message_key(item[0])
                 cursor.delete()
