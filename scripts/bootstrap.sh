@@ -7,7 +7,8 @@ cd "$(dirname "$0")/.."
 
 SYSTEM_PACKAGES=(libdb5.3-dev)
 if [[ "${PLUGMQ_TEST_DEPS:-0}" == 1 ]]; then
-    SYSTEM_PACKAGES+=(zookeeper)
+    # The client is tested against RabbitMQ too (the dialect's reference implementation).
+    SYSTEM_PACKAGES+=(rabbitmq-server)
 fi
 
 missing=()
