@@ -105,7 +105,9 @@ class RabbitMQNode:
         tail = self.log_tail()
         self.stop()
         # Installed but broken is a failure, not a skip: CI installs it on purpose.
-        raise RuntimeError(f"rabbitmq-server did not become ready within {START_DEADLINE} s: {tail}")
+        raise RuntimeError(
+            f"rabbitmq-server did not become ready within {START_DEADLINE} s: {tail}"
+        )
 
     def log_tail(self, lines: int = 8) -> str:
         """The last lines the server printed, for skip reasons and failures."""
