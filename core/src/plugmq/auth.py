@@ -124,10 +124,11 @@ class AMQPlainMechanism:
         try:
             _, table = decode.field_table(struct.pack(">I", len(response)) + response)
             login, password = table["LOGIN"], table["PASSWORD"]
-        except (KeyError, ValueError, struct.error, IndexError) as error:
-            raise ConnectionAccessRefused("malformed AMQPLAIN response") from error
-        if isinstance(login, bytes):
-            login = login.decode()
-        if isinstance(password, bytes):
-            password = password.decode()
+            if isinstance(login, bytes):
+                login = login.decode()
+            if isinstance(password, bytes):
+                password = password.decode()
+        except (KeyError, ValueError, struct.error, IndexError, RecursionError) as error:
+            # UnicodeDecodeError is a ValueError: a non-UTF-8 login is malformed too.
+            raise ConnectionAccessRefused("malformed AMQPLAIN response", 10, 11) from error
         return str(login), str(password)

@@ -14,7 +14,7 @@ from typing import NamedTuple
 from pamqp import commands
 
 from plugmq.amqp import constants as C
-from plugmq.amqp.errors import CommandInvalid, SyntaxError_
+from plugmq.amqp.errors import FrameError, SyntaxError_, UnexpectedFrame
 
 _HEAD = struct.Struct(">HHQH")
 _U32 = struct.Struct(">I")
@@ -41,15 +41,19 @@ class HeaderSummary(NamedTuple):
 def peek_header(payload: bytes) -> HeaderSummary:
     """Read body size, delivery mode, priority and expiration from a content-header payload.
 
-    Raises :class:`CommandInvalid` for a header of another class than basic, and
-    :class:`SyntaxError_` for a truncated one.
+    Raises :class:`FrameError` (501) for a header shorter than its fixed fields,
+    :class:`UnexpectedFrame` (505) for a header of another class than basic (RabbitMQ's
+    command assembler: "expected content header for class 60, got one for class N instead")
+    and :class:`SyntaxError_` (502) for malformed properties.
     """
     try:
         class_id, _weight, body_size, flags = _HEAD.unpack_from(payload)
     except struct.error as error:
-        raise SyntaxError_(f"content header too short: {error}") from error
+        raise FrameError(f"content header too short: {error}") from error
     if class_id != C.BASIC:
-        raise CommandInvalid(f"content header for class {class_id}, expected basic (60)")
+        raise UnexpectedFrame(
+            f"expected content header for class 60, got one for class {class_id} instead"
+        )
     if not flags & (_DELIVERY_MODE | _PRIORITY | _EXPIRATION):
         return HeaderSummary(body_size, 1, 0, None)
     try:
@@ -90,7 +94,7 @@ def decode_properties(payload: bytes) -> commands.Basic.Properties:
     properties = commands.Basic.Properties()
     try:
         properties.unmarshal(_HEAD.unpack_from(payload)[3], payload[14:])
-    except (struct.error, ValueError, IndexError) as error:
+    except (struct.error, ValueError, IndexError, TypeError, RecursionError) as error:
         raise SyntaxError_(f"malformed content properties: {error}") from error
     return properties
 

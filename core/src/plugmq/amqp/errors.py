@@ -1,9 +1,9 @@
 """AMQP errors carrying their reply codes.
 
 Every protocol failure the broker can report is one of these exceptions. The engine maps an
-exception to `channel.close` or `connection.close` in exactly one place
-(:meth:`plugmq.broker.connection.Connection._fail`), using :attr:`AMQPError.soft`: soft errors
-close the channel, hard errors close the connection.
+exception to `channel.close` or `connection.close` in one module,
+:mod:`plugmq.broker.connection` (``_dispatch``, ``_close_channel``, ``_close_with``), using
+:attr:`AMQPError.soft`: soft errors close the channel, hard errors close the connection.
 """
 
 from __future__ import annotations
@@ -85,13 +85,13 @@ class InvalidPath(ConnectionError_):
 
 
 class FrameError(ConnectionError_):
-    """501: a frame is malformed (size, frame-end octet, type)."""
+    """501: a frame is malformed (size, frame-end octet, type) or its method undecodable."""
 
     reply_code = C.FRAME_ERROR
 
 
 class SyntaxError_(ConnectionError_):
-    """502: a method's fields could not be decoded."""
+    """502: a field holds an illegal value (malformed content properties)."""
 
     reply_code = C.SYNTAX_ERROR
 

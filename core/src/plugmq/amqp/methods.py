@@ -17,7 +17,7 @@ from pamqp import frame as pamqp_frame
 from pamqp.base import Frame as PamqpMethod
 
 from plugmq.amqp import constants as C
-from plugmq.amqp.errors import NotImplemented_, SyntaxError_
+from plugmq.amqp.errors import FrameError, NotImplemented_
 
 # Method indexes: class id << 16 | method id.
 BASIC_PUBLISH = (C.BASIC << 16) | 40
@@ -40,11 +40,12 @@ def decode_method(payload: bytes) -> tuple[int, Any]:
     """Return ``(method index, arguments)``.
 
     Hot methods return a tuple of their fields; every other method returns its pamqp object.
-    Raises :class:`SyntaxError_` (502) for undecodable fields and :class:`NotImplemented_`
-    (540) for an unknown method.
+    Raises :class:`FrameError` (501) for undecodable fields, as RabbitMQ does ("cannot
+    decode", ``rabbit_misc:frame_error``), and :class:`NotImplemented_` (540) for an unknown
+    method.
     """
     if len(payload) < 4:
-        raise SyntaxError_("method frame shorter than its method id")
+        raise FrameError("method frame shorter than its method id")
     index = _INDEX.unpack_from(payload)[0]
     try:
         decoder = _HOT_DECODERS.get(index)
@@ -60,8 +61,10 @@ def decode_method(payload: bytes) -> tuple[int, Any]:
         method = method_class()
         method.unmarshal(payload[4:])
         return index, method
-    except (struct.error, ValueError, IndexError, UnicodeDecodeError, TypeError) as error:
-        raise SyntaxError_(
+    # RecursionError: a field table nested thousands deep fits in one frame and pamqp
+    # decodes nesting recursively.
+    except (struct.error, ValueError, IndexError, TypeError, RecursionError) as error:
+        raise FrameError(
             f"cannot decode method {index >> 16}.{index & 0xFFFF}: {error}",
             index >> 16,
             index & 0xFFFF,

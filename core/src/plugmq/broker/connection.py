@@ -4,8 +4,9 @@ One reader task parses everything a ``receive_some`` returned and runs the handl
 synchronously; their output accumulates in a buffer that one writer task sends with a single
 ``send_all``. A busy connection therefore costs one wake-up per read and per write, not per
 frame. When the output buffer is above a high-water mark the connection stops taking
-deliveries (consumers are "not ready") and, above a hard limit, stops reading, so a peer that
-does not read cannot make the broker grow without bound.
+deliveries (consumers are "not ready") and stops reading until the peer has read enough for
+deliveries to resume, so a peer that does not read cannot make the broker grow without bound
+(not even by publishing into queues that only it consumes).
 
 :meth:`Connection._fail` is the one place where exceptions become channel.close or
 connection.close frames.
@@ -30,16 +31,15 @@ from plugmq.amqp.errors import (
     CommandInvalid,
     ConnectionAccessRefused,
     ConnectionForced,
-    FrameError,
     InternalError,
     NotAllowed,
-    NotImplemented_,
     UnexpectedFrame,
 )
 from plugmq.amqp.frames import HEARTBEAT_FRAME, FrameParser
 from plugmq.broker.channel import Channel
 
 if TYPE_CHECKING:
+    from plugmq.auth import Mechanism
     from plugmq.broker.broker import Broker
     from plugmq.broker.vhost import VHost
 
@@ -97,6 +97,7 @@ class Connection:
         self._drained = trio.Event()
         self._closing = False
         self._pending_close: AMQPError | None = None
+        self._reading_paused = False
         self._read_scope = trio.CancelScope()
         self._finished = trio.Event()
         self._close_ok = trio.Event()
@@ -106,6 +107,8 @@ class Connection:
         self._last_received = trio.current_time()
         self._last_sent = trio.current_time()
         self.writable = True
+        #: Set when deliveries resume: the peer has read what we sent (see _wait_resumed).
+        self._resumed = trio.Event()
         self.bytes_received = 0
         self.bytes_sent = 0
 
@@ -147,6 +150,7 @@ class Connection:
 
     def _resume_deliveries(self) -> None:
         self.writable = True
+        self._resumed.set()
         for channel in list(self.channels.values()):
             for consumer in list(channel.consumers.values()):
                 consumer.queue.dispatch()
@@ -200,6 +204,11 @@ class Connection:
             return
         except ConnectionResetError:
             self.log.info("connection_reset", state=self._state)
+            return
+        except Exception as error:
+            # A bug outside frame dispatch (handshake...): 541 for this connection only.
+            self.log.exception("internal_error", state=self._state)
+            await self._close_with(InternalError(f"{type(error).__name__}: {error}"))
             return
         if self._pending_close is not None:  # close() cancelled the read scope
             await self._close_with(self._pending_close)
@@ -367,17 +376,16 @@ class Connection:
         self.supports_blocked = bool(capabilities.get("connection.blocked"))
         mechanism = self.broker.mechanisms.get(start_ok.mechanism)
         if mechanism is None:
-            raise ConnectionAccessRefused(
-                f"unsupported authentication mechanism '{start_ok.mechanism}'", 10, 11
-            )
+            # As rabbit_reader:auth_mechanism_to_module: command_invalid, not access_refused.
+            raise CommandInvalid(f"unknown authentication mechanism '{start_ok.mechanism}'", 10, 11)
         response = start_ok.response
         if isinstance(response, str):
             response = response.encode("latin-1")
-        user, password = mechanism.credentials(response)
         try:
+            user, password = _credentials(mechanism, response)
             self.broker.users.authenticate(user, password, _is_loopback(self.peer))
         except ConnectionAccessRefused as error:
-            self.log.warning("auth_failed", user=user, mechanism=start_ok.mechanism)
+            self.log.warning("auth_failed", mechanism=start_ok.mechanism, reason=str(error))
             error.class_id, error.method_id = 10, 11
             raise
         self.user = user
@@ -432,15 +440,38 @@ class Connection:
         await memory.cleared.wait()
         self.log.info("connection_unblocked")
 
+    def _must_pause_reading(self) -> bool:
+        return (
+            self._out_size > READ_STOP_WATER
+            or not self.writable
+            or (self.is_publisher and self.broker.memory.alarm)
+        )
+
+    async def _pause_reading(self) -> None:
+        """Stop reading until output drains and the memory alarm is clear.
+
+        Heartbeats the peer sent meanwhile sit unread in the socket, so the missed-heartbeat
+        check is suspended while paused (as RabbitMQ pauses its heartbeat monitor).
+        """
+        self._reading_paused = True
+        try:
+            if self._out_size > READ_STOP_WATER:
+                await self._wait_drained()
+            elif not self.writable:
+                await self._wait_resumed()
+            if self.is_publisher and self.broker.memory.alarm:
+                await self._wait_while_blocked()
+        finally:
+            self._reading_paused = False
+            self._last_received = trio.current_time()
+
     async def _read_loop(self) -> None:
         for frame in self._handshake_frames:
             self._dispatch(frame)
         self._handshake_frames.clear()
         while True:
-            if self._out_size > READ_STOP_WATER:
-                await self._wait_drained()
-            if self.is_publisher and self.broker.memory.alarm:
-                await self._wait_while_blocked()
+            if self._must_pause_reading():
+                await self._pause_reading()
             frames = await self._read_frames()
             for frame in frames:
                 self._dispatch(frame)
@@ -448,6 +479,17 @@ class Connection:
                 for channel in self._dirty_confirms:
                     channel.flush_confirms()
                 self._dirty_confirms.clear()
+
+    async def _wait_resumed(self) -> None:
+        """Stop reading until deliveries to this peer resume (it read what we sent).
+
+        Deliveries pause when the peer does not read its socket. Reading on would let it
+        publish without limit into queues that only it consumes (memory grows until the
+        global alarm, which then blocks every publisher); not reading pushes back on this
+        peer alone. One read per resume keeps a slow reader's acks flowing.
+        """
+        self._resumed = trio.Event()
+        await self._resumed.wait()
 
     def _dispatch(self, frame: tuple[int, int, bytes]) -> None:
         frame_type, number, payload = frame
@@ -465,7 +507,7 @@ class Connection:
             elif frame_type == C.FRAME_HEADER:
                 channel.handle_header(payload)
             else:
-                raise FrameError(f"heartbeat frame on channel {number}")
+                raise UnexpectedFrame(f"heartbeat frame on channel {number}")
         except AMQPError as error:
             if not error.soft or channel is None:
                 raise
@@ -496,7 +538,10 @@ class Connection:
 
     def _open_channel(self, frame_type: int, number: int, payload: bytes) -> None:
         if frame_type != C.FRAME_METHOD:
-            raise ChannelNotOpen(f"frame on channel {number} which is not open")
+            # rabbit_command_assembler: a new channel expects a method; content is 505.
+            raise UnexpectedFrame(
+                f"expected method frame, got frame type {frame_type} on channel {number}"
+            )
         index, _ = M.decode_method(payload)
         if index != _CHANNEL_OPEN:
             raise ChannelNotOpen(
@@ -533,8 +578,10 @@ class Connection:
             raise _Closed
         if index in _IGNORED_ON_ZERO:
             return
-        raise NotImplemented_(
-            f"{M.method_name(index)} on channel 0 is not supported here", *_split(index)
+        # rabbit_reader:handle_method0 answers any other method on channel 0 with 504.
+        raise ChannelNotOpen(
+            f"unexpected method {M.method_name(index)} in connection state running",
+            *_split(index),
         )
 
     # -- heartbeats ------------------------------------------------------------------------------
@@ -548,7 +595,7 @@ class Connection:
             now = trio.current_time()
             if now - self._last_sent >= interval:
                 self.send(HEARTBEAT_FRAME)
-            if now - self._last_received > 2 * self.heartbeat:
+            if not self._reading_paused and now - self._last_received > 2 * self.heartbeat:
                 self.log.warning("missed_heartbeats", timeout=self.heartbeat)
                 await trio.aclose_forcefully(self.stream)
                 return
@@ -560,6 +607,18 @@ _IGNORED_ON_ZERO = frozenset(
         commands.Connection.Unblocked.index,  # type: ignore[attr-defined]
     )
 )
+
+
+def _credentials(mechanism: Mechanism, response: bytes) -> tuple[str, str]:
+    """The mechanism's (user, password); an undecodable response is access refused.
+
+    Mechanisms are plugins: one that lets a ``ValueError`` (bad UTF-8 in a field...) escape
+    must still cost the client a 403, not the connection an unmapped exception.
+    """
+    try:
+        return mechanism.credentials(response)
+    except ValueError as error:
+        raise ConnectionAccessRefused(f"malformed {mechanism.name} response: {error}") from error
 
 
 def _split(index: int) -> tuple[int, int]:

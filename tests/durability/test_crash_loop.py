@@ -1,0 +1,121 @@
+"""kill -9 at random moments under load: what was confirmed is never lost.
+
+Each round runs confirmed publishers and a transactional consumer against a broker with the
+Berkeley DB store, kills the broker with SIGKILL at a random instant, restarts it on the same
+data directory and drains the round's queue. The data must satisfy, every round:
+
+* every confirmed message is either drained or was acknowledged in a committed transaction;
+* no message acknowledged in a committed transaction comes back;
+* no message comes back twice;
+* a message delivered before the consumer's last committed transaction, and not acknowledged,
+  comes back with ``redelivered=True``.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+
+import pytest
+import trio
+
+from plugmq.client import AMQPClientError, connect
+from support.broker_process import BrokerProcess
+
+ROUNDS = 6
+PUBLISHERS = 3
+WINDOW = 50
+PERSISTENT = {"delivery_mode": 2}
+
+
+@dataclass
+class Ledger:
+    """What the clients know for sure about one round."""
+
+    confirmed: set[bytes] = field(default_factory=set)
+    committed_acks: set[bytes] = field(default_factory=set)
+    delivered_before_commit: set[bytes] = field(default_factory=set)
+
+
+async def publisher(url: str, queue: str, number: int, ledger: Ledger) -> None:
+    async with connect(url) as connection, connection.channel() as channel:
+        await channel.confirm_select()
+        for batch in range(10_000):
+            bodies = [f"p{number}-{batch}-{i}".encode() for i in range(WINDOW)]
+            for body in bodies:
+                await channel.publish("", queue, body, PERSISTENT)
+            await channel.wait_for_confirms()
+            ledger.confirmed.update(bodies)
+
+
+async def consumer(url: str, queue: str, ledger: Ledger) -> None:
+    async with connect(url) as connection, connection.channel() as channel:
+        await channel.tx_select()
+        delivered: set[bytes] = set()
+        while True:
+            acked = []
+            for _ in range(20):
+                message = await channel.get(queue)
+                if message is None:
+                    break
+                delivered.add(message.body)
+                if random.random() < 0.7:  # leave some delivered but unacknowledged
+                    await message.ack()
+                    acked.append(message.body)
+            await channel.tx_commit()
+            ledger.committed_acks.update(acked)
+            ledger.delivered_before_commit = set(delivered)
+            await trio.sleep(0.01)
+
+
+async def run_until_killed(broker: BrokerProcess, queue: str, ledger: Ledger) -> None:
+    async with connect(broker.url) as connection, connection.channel() as channel:
+        await channel.queue_declare(queue, durable=True)
+
+    async def guarded(task, *args) -> None:
+        try:
+            await task(*args)
+        except (AMQPClientError, OSError, trio.BrokenResourceError):
+            pass  # the broker was killed under us: what the ledger holds is what counts
+
+    async with trio.open_nursery() as nursery:
+        for number in range(PUBLISHERS):
+            nursery.start_soon(guarded, publisher, broker.url, queue, number, ledger)
+        nursery.start_soon(guarded, consumer, broker.url, queue, ledger)
+        await trio.sleep(random.uniform(0.3, 1.5))
+        broker.kill()
+        with trio.fail_after(15):
+            await trio.sleep(0.2)
+        nursery.cancel_scope.cancel()
+
+
+async def drain(broker: BrokerProcess, queue: str) -> list[tuple[bytes, bool]]:
+    drained = []
+    async with connect(broker.url) as connection, connection.channel() as channel:
+        while (message := await channel.get(queue, no_ack=True)) is not None:
+            drained.append((message.body, message.redelivered))
+    return drained
+
+
+@pytest.mark.timeout(240)
+async def test_kill_9_under_load_never_loses_confirmed_messages(
+    durable_broker: BrokerProcess,
+) -> None:
+    random.seed(20261123)
+    for round_number in range(ROUNDS):
+        queue = f"crash-{round_number}"
+        ledger = Ledger()
+        await run_until_killed(durable_broker, queue, ledger)
+        durable_broker.restart()
+        drained = await drain(durable_broker, queue)
+        bodies = [body for body, _ in drained]
+        assert ledger.confirmed, "the round confirmed nothing: the load did not run"
+        assert len(bodies) == len(set(bodies)), "a message came back twice"
+        missing = ledger.confirmed - set(bodies) - ledger.committed_acks
+        assert not missing, f"round {round_number}: {len(missing)} confirmed messages lost"
+        assert not ledger.committed_acks & set(bodies), "an acknowledged message came back"
+        not_flagged = [
+            body for body, redelivered in drained
+            if body in ledger.delivered_before_commit and not redelivered
+        ]
+        assert not not_flagged, f"{len(not_flagged)} redeliveries without the redelivered flag"
