@@ -19,7 +19,8 @@ from pathlib import Path
 import pytest
 
 START_DEADLINE = 60.0
-NODE_NAME = "clienttest@localhost"
+#: Unique per test process: two runs on one machine (or a benchmark node) must not clash.
+NODE_NAME = f"clienttest{os.getpid()}@localhost"
 # Debian's /usr/sbin wrappers `su` to the rabbitmq user when run as root; the real scripts
 # run as whoever calls them.
 RABBITMQ_BIN = Path("/usr/lib/rabbitmq/bin")
