@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pika
 import pytest
-
 from support.broker_process import BrokerProcess, broker_process
 
 PERSISTENT = pika.BasicProperties(delivery_mode=2)

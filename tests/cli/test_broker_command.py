@@ -7,7 +7,6 @@ import sys
 from pathlib import Path
 
 import pika
-
 from support.broker_process import broker_process
 
 

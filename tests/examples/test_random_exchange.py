@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pika
 import pytest
-
 from support.broker_process import BrokerProcess, broker_process
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "random_exchange.py"

@@ -54,7 +54,7 @@ def test_misspelt_hook_fails_at_start_up(tmp_path: Path) -> None:
         "from plugmq.hookspecs import hookimpl\n"
         "@hookimpl\ndef plugmq_exchange_type():\n    return []\n",
     )
-    with pytest.raises(PluginLoadError, match="unknown hook.*plugmq_exchange_type"):
+    with pytest.raises(PluginLoadError, match=r"unknown hook.*plugmq_exchange_type"):
         PluginManager().load([str(path)], autoload=False)
 
 
