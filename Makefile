@@ -19,3 +19,12 @@ test:
 lint: bootstrap
 	uv run ruff check .
 	uv run ruff format --check .
+
+# RDMA transport on Soft-RoCE in the rdma-lab VM (builds the image once, ~4 min, as root).
+RDMALAB_HOME ?= /work/shared/rdma-lab
+RDMA_VM_TIMEOUT ?= 900
+
+.PHONY: test-rdma
+test-rdma:
+	@scripts/rdma/prepare-lab.sh
+	time $(RDMALAB_HOME)/run-in-vm.sh -q -t $(RDMA_VM_TIMEOUT) -s $(CURDIR) -e PYTEST_ARGS="$(PYTEST_ARGS)" -f scripts/rdma/guest-tests.sh

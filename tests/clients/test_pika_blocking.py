@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import time
+
 import pika
 import pytest
-
 from support.broker_process import BrokerProcess
 
 
@@ -166,3 +167,95 @@ def test_transactions_publish_on_commit_only(shared_broker: BrokerProcess) -> No
         channel.tx_commit()
         assert channel.basic_get(queue, auto_ack=True)[2] == b"committed"
         assert channel.basic_get(queue)[0] is None
+
+
+def test_headers_exchange_routes_on_all_and_any(shared_broker: BrokerProcess) -> None:
+    with connect(shared_broker) as connection:
+        channel = connection.channel()
+        channel.exchange_declare("test.blocking.headers", "headers", auto_delete=True)
+        match_all = channel.queue_declare("", exclusive=True).method.queue
+        match_any = channel.queue_declare("", exclusive=True).method.queue
+        binding = {"format": "pdf", "type": "report"}
+        channel.queue_bind(match_all, "test.blocking.headers", arguments={"x-match": "all",
+                                                                          **binding})
+        channel.queue_bind(match_any, "test.blocking.headers", arguments={"x-match": "any",
+                                                                          **binding})
+        for text, headers in (
+            ("both", {"format": "pdf", "type": "report", "extra": 1}),
+            ("format only", {"format": "pdf"}),
+            ("wrong value", {"format": "zip", "type": "log"}),
+            ("no headers", None),
+        ):
+            channel.basic_publish("test.blocking.headers", "ignored", text.encode(),
+                                  pika.BasicProperties(headers=headers))
+        assert drain(channel, match_all, 1) == [b"both"]
+        assert drain(channel, match_any, 2) == [b"both", b"format only"]
+        assert channel.basic_get(match_any)[0] is None
+
+
+def test_exchange_to_exchange_bindings_chain(shared_broker: BrokerProcess) -> None:
+    with connect(shared_broker) as connection:
+        channel = connection.channel()
+        channel.exchange_declare("test.blocking.e2e.src", "direct")
+        channel.exchange_declare("test.blocking.e2e.dst", "topic", auto_delete=True)
+        channel.exchange_bind("test.blocking.e2e.dst", "test.blocking.e2e.src", "orders.eu")
+        queue = channel.queue_declare("", exclusive=True).method.queue
+        channel.queue_bind(queue, "test.blocking.e2e.dst", "orders.*")
+        channel.confirm_delivery()
+        channel.basic_publish("test.blocking.e2e.src", "orders.eu", b"eu order", mandatory=True)
+        with pytest.raises(pika.exceptions.UnroutableError):
+            channel.basic_publish("test.blocking.e2e.src", "orders.us", b"us", mandatory=True)
+        channel.exchange_unbind("test.blocking.e2e.dst", "test.blocking.e2e.src", "orders.eu")
+        with pytest.raises(pika.exceptions.UnroutableError):
+            channel.basic_publish("test.blocking.e2e.src", "orders.eu", b"gone", mandatory=True)
+        assert channel.basic_get(queue, auto_ack=True)[2] == b"eu order"
+        assert channel.basic_get(queue)[0] is None
+        channel.exchange_delete("test.blocking.e2e.src")
+
+
+def test_queue_deleted_under_a_consumer_calls_the_cancel_callback(
+    shared_broker: BrokerProcess,
+) -> None:
+    with connect(shared_broker) as connection:
+        channel = connection.channel()
+        queue = channel.queue_declare("blocking-deleted-under-consumer").method.queue
+        cancelled, delivered = [], []
+        channel.add_on_cancel_callback(lambda frame: cancelled.append(frame.method.consumer_tag))
+        tag = channel.basic_consume(queue, lambda ch, m, p, b: delivered.append(b), auto_ack=True)
+        channel.basic_publish("", queue, b"before")
+        connection.channel().queue_delete(queue)
+        deadline = time.monotonic() + 5
+        while not cancelled and time.monotonic() < deadline:
+            connection.process_data_events(time_limit=0.1)
+        assert delivered == [b"before"]
+        assert cancelled == [tag]
+        assert channel.consumer_tags == []
+        assert channel.is_open
+
+
+def test_short_heartbeat_keeps_an_idle_connection_open(shared_broker: BrokerProcess) -> None:
+    parameters = pika.ConnectionParameters(
+        "127.0.0.1", shared_broker.port, heartbeat=1, connection_attempts=1
+    )
+    with pika.BlockingConnection(parameters) as connection:
+        channel = connection.channel()
+        queue = channel.queue_declare("", exclusive=True).method.queue
+        connection.sleep(3.5)  # several heartbeat intervals with no other traffic
+        channel.basic_publish("", queue, b"still connected")
+        assert channel.basic_get(queue, auto_ack=True)[2] == b"still connected"
+
+
+def test_connection_close_and_reopen_keeps_shared_queue(shared_broker: BrokerProcess) -> None:
+    with connect(shared_broker) as connection:
+        channel = connection.channel()
+        channel.queue_declare("blocking-reopen")
+        channel.queue_purge("blocking-reopen")
+        channel.confirm_delivery()
+        for number in range(3):
+            channel.basic_publish("", "blocking-reopen", b"%d" % number)
+    assert connection.is_closed
+    with connect(shared_broker) as connection:
+        channel = connection.channel()
+        assert channel.queue_declare("blocking-reopen", passive=True).method.message_count == 3
+        assert drain(channel, "blocking-reopen", 3) == [b"0", b"1", b"2"]
+        assert channel.queue_delete("blocking-reopen").method.message_count == 0

@@ -35,8 +35,10 @@ if TYPE_CHECKING:
     from plugmq.broker.broker import Broker
     from plugmq.broker.exchange import Exchange
     from plugmq.broker.queue import Consumer, Queue
+    from plugmq.broker.vhost import VHost
     from plugmq.config import Config, OptionRegistry
     from plugmq.ha import HAStrategy
+    from plugmq.management.commands import Command
     from plugmq.store.base import Store
     from plugmq.transport import Dialer, ListenerFactory
 
@@ -197,6 +199,28 @@ def plugmq_broker_stopping(broker: Broker) -> None:
 
 
 @hookspec
+def plugmq_vhost_added(broker: Broker, vhost: VHost) -> None:
+    """Called after a virtual host is created: ``/`` at start-up, vhosts rebuilt by recovery
+    (before services start) and ``plugmq vhost add`` at run time.
+
+    :param broker: the broker owning the vhost (plugins keep per-broker state in
+        ``broker.stash``).
+    :param vhost: the new :class:`plugmq.broker.vhost.VHost`.
+    """
+
+
+@hookspec
+def plugmq_vhost_deleted(broker: Broker, vhost: VHost) -> None:
+    """Called after a virtual host is deleted, once its connections are closed and its
+    queues, exchanges and permissions are gone.
+
+    :param broker: the broker that owned the vhost.
+    :param vhost: the deleted :class:`plugmq.broker.vhost.VHost` (no longer in
+        ``broker.vhosts``).
+    """
+
+
+@hookspec
 def plugmq_exchange_declared(vhost: str, exchange: Exchange) -> None:
     """Called after an exchange is created (by a client, by recovery or at start-up)."""
 
@@ -238,3 +262,23 @@ def plugmq_consumer_added(vhost: str, queue: Queue, consumer: Consumer) -> None:
 @hookspec
 def plugmq_consumer_removed(vhost: str, queue: Queue, consumer: Consumer) -> None:
     """Called after a consumer is cancelled or its channel closes."""
+
+
+# ---------------------------------------------------------------------------------------------
+# Management (requests over AMQP, see docs/management.md)
+# ---------------------------------------------------------------------------------------------
+
+
+@hookspec
+def plugmq_management_commands() -> Sequence[Command] | None:
+    """Return :class:`plugmq.management.commands.Command` objects the management service serves.
+
+    Called once when the management service starts (when the broker becomes active). Each
+    command has a ``name`` (``"route.add"``) that clients put in a request's ``command``
+    field, a ``handler(context, arguments)`` (a function or a coroutine function) returning
+    JSON-serialisable data, and ``admin_only``: True (the default) requires the requesting
+    user to carry the ``administrator`` tag, False also admits ``monitoring`` users (read-only
+    commands). Handlers run on the broker's trio thread and raise
+    :class:`plugmq.management.commands.CommandError` for a request they refuse. Two plugins
+    registering the same name stop the broker with an error naming both.
+    """

@@ -28,6 +28,12 @@ _CORRELATION_ID = 1 << 10
 _REPLY_TO = 1 << 9
 _EXPIRATION = 1 << 8
 
+#: The ``user_id`` property's flag (1 << 4), tested on the low byte of the flag word (payload
+#: byte 13): ``payload[USER_ID_BYTE] & USER_ID_BIT`` is the whole per-publish cost of checking
+#: it, the property list is decoded only when it is set.
+USER_ID_BYTE = 13
+USER_ID_BIT = 0x10
+
 
 class HeaderSummary(NamedTuple):
     """What the broker needs from a content header."""
@@ -97,6 +103,11 @@ def decode_properties(payload: bytes) -> commands.Basic.Properties:
     except (struct.error, ValueError, IndexError, TypeError, RecursionError) as error:
         raise SyntaxError_(f"malformed content properties: {error}") from error
     return properties
+
+
+def user_id_of(payload: bytes) -> str | None:
+    """The ``user_id`` property of a content-header payload (None when absent)."""
+    return decode_properties(payload).user_id
 
 
 def encode_header(body_size: int, properties: commands.Basic.Properties) -> bytes:

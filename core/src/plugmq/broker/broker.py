@@ -11,19 +11,22 @@ from __future__ import annotations
 import itertools
 import signal
 from collections.abc import Awaitable, Callable, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import structlog
 import trio
 
+from plugmq.access import VHOST, AccessControl, AccessError
 from plugmq.amqp.errors import ConnectionForced
 from plugmq.auth import Users
 from plugmq.broker.connection import Connection
+from plugmq.broker.expiry import Timers
 from plugmq.broker.memory import MemoryMonitor, watermark_bytes
 from plugmq.broker.recovery import recover_into
 from plugmq.broker.vhost import VHost
 from plugmq.config import Config, ConfigError
 from plugmq.journal import Journal
+from plugmq.store.records import ConfigSet
 
 if TYPE_CHECKING:
     from plugmq.auth import Mechanism
@@ -52,9 +55,15 @@ class Broker:
         self.store = plugins.store(config)
         self.ha = plugins.ha_strategy(config)
         self.journal = Journal(self.store)
-        self.users = Users.with_default_guest()
+        #: Filled by recovery, or with the default guest on a new store (ensure_defaults).
+        self.users = Users()
+        self.access = AccessControl(self.users, self.journal)
+        #: Per-broker state of plugins (pytest's ``config.stash``): no module-level singletons.
+        self.stash: dict[str, Any] = {}
         self.memory = MemoryMonitor(watermark_bytes(config.memory_high_watermark))
         self.memory.on_change(self._memory_alarm_changed)
+        #: Message TTL and x-expires deadlines of every queue, served by one task.
+        self.timers = Timers()
         self.vhosts: dict[str, VHost] = {}
         self.connections: set[Connection] = set()
         self._message_ids = itertools.count(1)
@@ -77,11 +86,40 @@ class Broker:
         self._nursery.start_soon(task)
 
     def add_vhost(self, name: str) -> VHost:
-        """Create a virtual host (idempotent)."""
+        """Create a virtual host (idempotent, not journaled: recovery and start-up use it)."""
         vhost = self.vhosts.get(name)
         if vhost is None:
             vhost = self.vhosts[name] = VHost(self, name)
+            self.plugins.hook.plugmq_vhost_added(broker=self, vhost=vhost)
         return vhost
+
+    def declare_vhost(self, name: str) -> VHost:
+        """Create a durable virtual host; :class:`AccessError` if it exists."""
+        if not name:
+            raise AccessError("a vhost name must not be empty")
+        if name in self.vhosts:
+            raise AccessError(f"vhost '{name}' already exists")
+        self.journal.append(ConfigSet(VHOST, name, {"name": name}))
+        return self.add_vhost(name)
+
+    async def delete_vhost(self, name: str) -> None:
+        """Delete a virtual host: close its connections (320), drop its entities and
+        permissions. The default vhost ``/`` stays (recovery and guest rely on it)."""
+        vhost = self.vhosts.get(name)
+        if vhost is None:
+            raise AccessError(f"no vhost '{name}'")
+        if name == "/":
+            raise AccessError("the default vhost '/' cannot be deleted")
+        error = ConnectionForced(f"vhost '{name}' is deleted")
+        async with trio.open_nursery() as nursery:
+            for connection in [c for c in self.connections if c.vhost is vhost]:
+                nursery.start_soon(connection.close, error)
+        vhost.delete_everything()
+        del self.vhosts[name]
+        self.access.forget_vhost(name)
+        self.journal.append(ConfigSet(VHOST, name, None))
+        self.plugins.hook.plugmq_vhost_deleted(broker=self, vhost=vhost)
+        log.info("vhost_deleted", vhost=name)
 
     # -- running -------------------------------------------------------------------------------
 
@@ -123,10 +161,12 @@ class Broker:
         highest = await recover_into(self)
         self._message_ids = itertools.count(highest + 1)
         self.add_vhost("/")
+        self.access.ensure_defaults()
 
     async def activate(self) -> None:
         """Become the serving master: start services, open listeners (called by HA)."""
         assert self._nursery is not None
+        await self._nursery.start(self.timers.run)
         for service in self.plugins.hook.plugmq_services(broker=self):
             for one in service or ():
                 await self._nursery.start(one)

@@ -16,7 +16,7 @@ from pamqp import commands
 
 from plugmq.amqp import constants as C
 from plugmq.amqp import methods as M
-from plugmq.amqp.content import peek_header
+from plugmq.amqp.content import USER_ID_BIT, USER_ID_BYTE, peek_header, user_id_of
 from plugmq.amqp.errors import (
     AccessRefused,
     ChannelNotOpen,
@@ -46,6 +46,9 @@ class Channel:
         self.connection = connection
         self.number = number
         self.vhost: VHost = connection.vhost
+        #: This user's permissions in the vhost (shared, updated in place when they change).
+        self.grant = connection.grant
+        self._writable = self.grant.writable
         self.closing = False
         # content assembly
         self._publish: tuple[str, str, bool, bool, bytes] | None = None
@@ -71,6 +74,8 @@ class Channel:
         self._waiting_confirms: deque[tuple[int, int]] = deque()
         self._confirmed_upto = 0
         self._confirms_sent_upto = 0
+        #: Publish tags refused by a queue (reject-publish), to be nacked in order.
+        self._nacked: deque[int] = deque()
         self.messages_published = 0
 
     def __repr__(self) -> str:
@@ -155,6 +160,10 @@ class Channel:
         header = self._header
         self._publish = None
         self._header = b""
+        if exchange not in self._writable:  # the publish permission check: one set lookup
+            self.grant.check_publish(exchange)
+        if header[USER_ID_BYTE] & USER_ID_BIT:
+            self._check_user_id(header)
         broker = self.connection.broker
         message = Message(
             broker.next_message_id(),
@@ -176,6 +185,15 @@ class Channel:
         if self.confirm_mode:
             self._track_confirm(seq)
 
+    def _check_user_id(self, header: bytes) -> None:
+        """RabbitMQ's rule: a ``user_id`` property must name the authenticated user (406)."""
+        user_id = user_id_of(header)
+        user = self.connection.user
+        if user_id is not None and user_id != user:
+            raise PreconditionFailed(
+                f"user_id property set to '{user_id}' but authenticated user was '{user}'", 60, 40
+            )
+
     def _route(self, message: Message, queues: Any, mandatory: bool) -> int:
         if queues:
             return self.vhost.enqueue(queues, message)
@@ -194,6 +212,8 @@ class Channel:
         self._publish_seq += 1
         tag = self._publish_seq
         journal = self.vhost.journal
+        if journal_seq < 0:  # VHost.REJECTED: a nack, sent in order with the acks
+            self._nacked.append(tag)
         if journal_seq <= journal.durable_seq and not self._waiting_confirms:
             self._confirmed_upto = tag
             self.connection.confirms_pending(self)
@@ -210,10 +230,28 @@ class Channel:
             self.flush_confirms()
 
     def flush_confirms(self) -> None:
-        """Send one basic.ack (multiple) covering every publish confirmed since the last."""
-        if self._confirmed_upto > self._confirms_sent_upto and not self.closing:
-            self._confirms_sent_upto = self._confirmed_upto
-            self.connection.send(M.encode_ack(self.number, self._confirmed_upto, True))
+        """Send one basic.ack (multiple) covering every publish confirmed since the last.
+
+        A refused publish gets its own basic.nack, and the acks around it are split so that
+        no ack with multiple=true covers a nacked tag.
+        """
+        upto = self._confirmed_upto
+        if upto <= self._confirms_sent_upto or self.closing:
+            return
+        if self._nacked:
+            self._send_nacks(upto)
+        if upto > self._confirms_sent_upto:
+            self._confirms_sent_upto = upto
+            self.connection.send(M.encode_ack(self.number, upto, True))
+
+    def _send_nacks(self, upto: int) -> None:
+        nacked = self._nacked
+        while nacked and nacked[0] <= upto:
+            tag = nacked.popleft()
+            if tag - 1 > self._confirms_sent_upto:
+                self.connection.send(M.encode_ack(self.number, tag - 1, True))
+            self.connection.send(M.encode_nack(self.number, tag, False))
+            self._confirms_sent_upto = tag
 
     # -- deliveries (called by queues) ---------------------------------------------------------
 
@@ -307,6 +345,8 @@ class Channel:
     # -- exchange class ------------------------------------------------------------------------
 
     def _on_exchange_declare(self, args: commands.Exchange.Declare) -> None:
+        if not args.passive:
+            self.grant.check("configure", "exchange", args.exchange, 40, 10)
         self.vhost.declare_exchange(
             args.exchange,
             args.exchange_type,
@@ -317,24 +357,29 @@ class Channel:
             arguments=args.arguments,
         )
         if not args.nowait:
-            self._send(commands.Exchange.DeclareOk())
+            self._send_durably(commands.Exchange.DeclareOk())
 
     def _on_exchange_delete(self, args: commands.Exchange.Delete) -> None:
+        self.grant.check("configure", "exchange", args.exchange, 40, 20)
         self.vhost.delete_exchange(args.exchange, if_unused=args.if_unused)
         if not args.nowait:
-            self._send(commands.Exchange.DeleteOk())
+            self._send_durably(commands.Exchange.DeleteOk())
 
     def _on_exchange_bind(self, args: commands.Exchange.Bind) -> None:
+        self.grant.check("write", "exchange", args.destination, 40, 30)
+        self.grant.check("read", "exchange", args.source, 40, 30)
         destination = self.vhost.get_exchange(args.destination, 40, 30)
         self.vhost.bind(args.source, destination, args.routing_key, args.arguments, 40, 30)
         if not args.nowait:
-            self._send(commands.Exchange.BindOk())
+            self._send_durably(commands.Exchange.BindOk())
 
     def _on_exchange_unbind(self, args: commands.Exchange.Unbind) -> None:
+        self.grant.check("write", "exchange", args.destination, 40, 40)
+        self.grant.check("read", "exchange", args.source, 40, 40)
         destination = self.vhost.get_exchange(args.destination, 40, 40)
         self.vhost.unbind(args.source, destination, args.routing_key, args.arguments, 40, 40)
         if not args.nowait:
-            self._send(commands.Exchange.UnbindOk())
+            self._send_durably(commands.Exchange.UnbindOk())
 
     # -- queue class ---------------------------------------------------------------------------
 
@@ -343,6 +388,8 @@ class Channel:
         server_named = not name and not args.passive
         if server_named:
             name = "amq.gen-" + secrets.token_urlsafe(16)
+        if not args.passive:
+            self.grant.check("configure", "queue", name, 50, 10)
         queue = self.vhost.declare_queue(
             name,
             owner=self.connection,
@@ -355,7 +402,7 @@ class Channel:
         )
         self._last_queue = queue.name
         if not args.nowait:
-            self.connection.send(
+            self._send_durably(
                 M.encode_queue_declare_ok(
                     self.number, queue.name, queue.message_count, queue.consumer_count
                 )
@@ -365,24 +412,30 @@ class Channel:
         return self.vhost.get_queue(name or self._last_queue, self.connection, 50, method_id)
 
     def _on_queue_bind(self, args: commands.Queue.Bind) -> None:
+        self.grant.check("write", "queue", args.queue or self._last_queue, 50, 20)
+        self.grant.check("read", "exchange", args.exchange, 50, 20)
         queue = self._queue_named(args.queue, 20)
         routing_key = args.routing_key if (args.queue or args.routing_key) else queue.name
         self.vhost.bind(args.exchange, queue, routing_key, args.arguments, 50, 20)
         if not args.nowait:
-            self._send(commands.Queue.BindOk())
+            self._send_durably(commands.Queue.BindOk())
 
     def _on_queue_unbind(self, args: commands.Queue.Unbind) -> None:
+        self.grant.check("write", "queue", args.queue or self._last_queue, 50, 50)
+        self.grant.check("read", "exchange", args.exchange, 50, 50)
         queue = self._queue_named(args.queue, 50)
         self.vhost.unbind(args.exchange, queue, args.routing_key, args.arguments, 50, 50)
-        self._send(commands.Queue.UnbindOk())
+        self._send_durably(commands.Queue.UnbindOk())
 
     def _on_queue_purge(self, args: commands.Queue.Purge) -> None:
+        self.grant.check("read", "queue", args.queue or self._last_queue, 50, 30)
         count = self._queue_named(args.queue, 30).purge()
         if not args.nowait:
-            self._send(commands.Queue.PurgeOk(message_count=count))
+            self._send_durably(commands.Queue.PurgeOk(message_count=count))
 
     def _on_queue_delete(self, args: commands.Queue.Delete) -> None:
         name = args.queue or self._last_queue
+        self.grant.check("configure", "queue", name, 50, 40)
         queue = self.vhost.queues.get(name)
         count = 0
         if queue is not None:
@@ -393,11 +446,11 @@ class Channel:
                 )
             if args.if_empty and queue.message_count:
                 raise PreconditionFailed(
-                    f"queue '{name}' in vhost '{self.vhost.name}' is not empty", 50, 40
+                    f"queue '{name}' in vhost '{self.vhost.name}' not empty", 50, 40
                 )
             count = self.vhost.delete_queue(queue)
         if not args.nowait:
-            self._send(commands.Queue.DeleteOk(message_count=count))
+            self._send_durably(commands.Queue.DeleteOk(message_count=count))
 
     # -- basic class ---------------------------------------------------------------------------
 
@@ -413,6 +466,7 @@ class Channel:
             consumer.queue.dispatch()
 
     def _on_basic_consume(self, args: commands.Basic.Consume) -> None:
+        self.grant.check("read", "queue", args.queue or self._last_queue, 60, 20)
         queue = self._queue_named(args.queue, 20)
         tag = args.consumer_tag or "amq.ctag-" + secrets.token_urlsafe(16)
         if tag in self.consumers:
@@ -450,6 +504,7 @@ class Channel:
             self.vhost.delete_queue(queue)
 
     def _on_basic_get(self, args: commands.Basic.Get) -> None:
+        self.grant.check("read", "queue", args.queue or self._last_queue, 60, 70)
         queue = self._queue_named(args.queue, 70)
         entry = queue.get()
         if entry is None and queue.paged:
@@ -531,7 +586,7 @@ class Channel:
 
     def _reject(self, rejected: list[Unacked], requeue: bool) -> None:
         if not requeue:
-            self._settle(rejected)
+            self._dead_letter(rejected)
             return
         by_queue: dict[Queue, list[Entry]] = {}
         for entry, queue, consumer in rejected:
@@ -543,6 +598,17 @@ class Channel:
                 queue.forget(entries)
             else:
                 queue.requeue(entries)
+
+    def _dead_letter(self, rejected: list[Unacked]) -> None:
+        """Rejected without requeue: dead-lettered (reason ``rejected``) where a DLX is set."""
+        queues: set[Queue] = set()
+        for entry, queue, consumer in rejected:
+            queue.discard(entry, "rejected")
+            if consumer is not None:
+                consumer.unacked -= 1
+                queues.add(queue)
+        for queue in queues:
+            queue.dispatch()
 
     def _on_basic_recover(self, args: commands.Basic.Recover) -> None:
         if not args.requeue:
@@ -597,6 +663,24 @@ class Channel:
 
     def _send(self, method: Any) -> None:
         self.connection.send(M.encode_method(self.number, method))
+
+    def _send_durably(self, reply: Any) -> None:
+        """Send a declare/delete/bind reply once every journal record so far is durable.
+
+        A client that got queue.declare-ok for a durable queue may rely on it surviving a
+        crash (RabbitMQ replies after its commit). Replies stay in order: the journal runs
+        callbacks in sequence order, and while one reply waits every later one waits too.
+        """
+        frame = reply if isinstance(reply, bytes) else M.encode_method(self.number, reply)
+        journal = self.vhost.journal
+        if journal.last_seq <= journal.durable_seq:
+            self.connection.send(frame)
+        else:
+            journal.when_durable(journal.last_seq, lambda: self._send_if_open(frame))
+
+    def _send_if_open(self, frame: bytes) -> None:
+        if not self.closing:
+            self.connection.send(frame)
 
 
 def _ids(index: int) -> tuple[int, int]:

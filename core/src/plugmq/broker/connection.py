@@ -39,6 +39,7 @@ from plugmq.amqp.frames import HEARTBEAT_FRAME, FrameParser
 from plugmq.broker.channel import Channel
 
 if TYPE_CHECKING:
+    from plugmq.access import Grant
     from plugmq.auth import Mechanism
     from plugmq.broker.broker import Broker
     from plugmq.broker.vhost import VHost
@@ -83,6 +84,8 @@ class Connection:
         self.heartbeat = 0
         self.vhost: VHost = None  # type: ignore[assignment]
         self.user = ""
+        #: The user's permissions in the vhost, set by connection.open.
+        self.grant: Grant = None  # type: ignore[assignment]
         self.client_properties: dict[str, Any] = {}
         self.consumer_cancel_notify = False
         self.supports_blocked = False
@@ -411,6 +414,13 @@ class Connection:
                 10,
                 40,
             )
+        grant = self.broker.access.grant(self.user, vhost.name)
+        if grant is None:
+            self.log.warning("vhost_access_refused", user=self.user, vhost=vhost.name)
+            raise NotAllowed(
+                f"access to vhost '{vhost.name}' refused for user '{self.user}'", 10, 40
+            )
+        self.grant = grant
         self.vhost = vhost
         self.send(M.encode_method(0, commands.Connection.OpenOk()))
         self.log.info(

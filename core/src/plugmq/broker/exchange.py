@@ -134,6 +134,9 @@ class Exchange(ABC):
         self.internal = internal
         self.arguments: dict[str, Any] = dict(arguments or {})
         self.validate_arguments(self.arguments)
+        #: The ``alternate-exchange`` argument: where messages routed nowhere go instead.
+        alternate = self.arguments.get("alternate-exchange")
+        self.alternate: str | None = alternate if isinstance(alternate, str) else None
         self.has_exchange_destinations = False
         # dicts used as insertion-ordered sets, so listings come out in declaration order.
         self._bindings: dict[Binding, None] = {}

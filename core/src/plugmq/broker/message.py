@@ -6,6 +6,7 @@ from typing import Any
 
 from plugmq.amqp.content import decode_properties, peek_header
 from plugmq.amqp.methods import shortstr
+from plugmq.broker.expiry import parse_expiration
 from plugmq.store.records import MessageEnqueued
 
 
@@ -30,6 +31,7 @@ class Message:
         "persistent",
         "priority",
         "routing_key",
+        "ttl",
     )
 
     def __init__(
@@ -54,6 +56,8 @@ class Message:
         self.persistent = delivery_mode == 2
         self.priority = priority
         self.expiration = expiration
+        #: The ``expiration`` property in milliseconds (406 at publish when it is invalid).
+        self.ttl = None if expiration is None else parse_expiration(expiration)
         self._headers: Any = _UNDECODED
 
     @classmethod

@@ -18,7 +18,10 @@ import trio
 
 from plugmq.amqp.errors import PreconditionFailed
 from plugmq.amqp.methods import shortstr
+from plugmq.broker import dead_letter, expiry, limits
+from plugmq.broker.arguments import PLAIN, parse_queue_arguments
 from plugmq.broker.message import Message
+from plugmq.broker.priority import PriorityMessages
 
 if TYPE_CHECKING:
     from plugmq.broker.vhost import VHost
@@ -34,6 +37,9 @@ class Entry:
 
     __slots__ = ("message", "redelivered", "seq", "stored")
 
+    #: Monotonic deadline of a message with a TTL (0.0: never; see :class:`TimedEntry`).
+    expires: float = 0.0
+
     def __init__(self, message: Message, seq: int, stored: bool, redelivered: bool = False):
         self.message = message
         self.seq = seq
@@ -43,6 +49,16 @@ class Entry:
 
     def __lt__(self, other: Entry) -> bool:
         return self.seq < other.seq
+
+
+class TimedEntry(Entry):
+    """An entry that expires (queue or message TTL); plain entries do not carry the slot."""
+
+    __slots__ = ("expires",)
+
+    def __init__(self, message: Message, stored: bool, redelivered: bool, expires: float):
+        super().__init__(message, 0, stored, redelivered)
+        self.expires = expires
 
 
 class DeliverySink(Protocol):
@@ -134,6 +150,8 @@ class Queue:
         self.exclusive_owner = exclusive_owner
         self.auto_delete = auto_delete
         self.arguments = arguments or {}
+        #: The arguments the engine acts on (TTL, limits, dead-lettering...), validated.
+        self.args = parse_queue_arguments(self.arguments, name, vhost.name)
         self.messages: deque[Entry] = deque()
         self.consumers: deque[Consumer] = deque()
         self.unacked = 0
@@ -151,9 +169,31 @@ class Queue:
         self._paging_in = False
         self._page_epoch = 0
         self._page_waiters: list[trio.Event] = []
+        self._paged_bytes = 0
         #: Totals for statistics.
         self.published = 0
         self.delivered = 0
+        self._apply_arguments()
+
+    def _apply_arguments(self) -> None:
+        """Set the flags that send a queue with arguments through the slower paths.
+
+        A queue declared without any argument the engine acts on keeps the plain paths: one
+        flag test per publish and per dispatch pass, nothing per message it holds.
+        """
+        args = self.args
+        self._special = args is not PLAIN
+        #: Refuse publishes over the limits (checked by the vhost before journaling).
+        self.rejects_publish = args.rejects_publish
+        #: Sticky once an entry with a deadline was held: dispatch checks the head's expiry.
+        self._may_expire = args.message_ttl is not None
+        self._single_active = args.single_active_consumer
+        self._paged_deadlines: dict[int, float] = {}
+        #: When the queue was last used (x-expires): declared, polled, left by a consumer.
+        self.last_used = trio.current_time() if args.expires is not None else 0.0
+        if args.max_priority is not None:
+            self.messages = PriorityMessages(args.max_priority)  # type: ignore[assignment]
+        expiry.arm_unused(self)
 
     def __repr__(self) -> str:
         return f"<Queue {self.vhost.name}/{self.name} {len(self.messages)} msgs>"
@@ -162,6 +202,11 @@ class Queue:
     def message_count(self) -> int:
         """Messages ready for delivery, in memory or paged out (not counting unacked ones)."""
         return len(self.messages) + self.paged
+
+    @property
+    def ready_bytes(self) -> int:
+        """Body bytes of the ready messages, in memory or paged out."""
+        return self._ready_bytes + self._paged_bytes
 
     @property
     def consumer_count(self) -> int:
@@ -173,12 +218,76 @@ class Queue:
     def enqueue(self, message: Message, stored: bool) -> None:
         """Append a routed message and deliver it if a consumer is ready."""
         self.published += 1
+        if self._special or message.ttl is not None:
+            self._enqueue_special(message, stored)
+            return
         if stored and self.pages_next():
-            self.paged += 1
+            self._page_out(message)
             return
         self._hold_ready(Entry(message, self._next_seq + 1, stored))
         if self.consumers:
             self.dispatch()
+
+    def _page_out(self, message: Message, deadline: float = 0.0) -> None:
+        self.paged += 1
+        self._paged_bytes += message.body_size
+        if deadline:
+            self._paged_deadlines[message.id] = deadline
+
+    def _enqueue_special(self, message: Message, stored: bool) -> None:
+        """Enqueue on a queue with TTL, limits or priorities (or a message with a TTL).
+
+        As RabbitMQ does, delivery to a waiting consumer is tried first (so a TTL of 0 still
+        reaches a ready consumer); a message left waiting may take the queue over its limits.
+        """
+        deadline = expiry.message_deadline(self, message.ttl)
+        if stored and self.pages_next():
+            self._page_out(message, deadline)
+        else:
+            entry = self._new_entry(message, stored, False, deadline)
+            self._hold_ready(entry)
+            if self.consumers and len(self.messages) == 1 and not self.paged:
+                self._deliver_head()
+        if self.args.limited:
+            limits.drop_head(self)
+        if self.consumers or self._may_expire:
+            self.dispatch()
+
+    def _deliver_head(self) -> None:
+        """Hand the head to a ready consumer without looking at its deadline (just enqueued)."""
+        consumer = self._next_ready_consumer()
+        if consumer is not None:
+            self.delivered += 1
+            consumer.channel.deliver(consumer, self.take_head())
+
+    def _new_entry(
+        self, message: Message, stored: bool, redelivered: bool, deadline: float
+    ) -> Entry:
+        if not deadline:
+            return Entry(message, 0, stored, redelivered)
+        self._may_expire = True
+        return TimedEntry(message, stored, redelivered, deadline)
+
+    def take_head(self) -> Entry:
+        """Remove the head entry to drop it (expiry, length limit), not to deliver it."""
+        entry = self.messages.popleft()
+        self._ready_bytes -= entry.message.body_size
+        return entry
+
+    def discard(self, entry: Entry, reason: str) -> None:
+        """An entry dies in this queue (``expired``, ``maxlen``, ``rejected``).
+
+        It is dead-lettered first when the queue has a dead-letter exchange (so a crash in
+        between duplicates rather than loses it), then released like an acked entry.
+        """
+        if self.args.dead_letter_exchange is not None and not self.deleted:
+            dead_letter.republish(self, entry.message, reason)
+        self.settle(entry)
+
+    def dead_letter(self, message: Message, reason: str) -> None:
+        """Dead-letter a message that never entered the queue (reject-publish-dlx)."""
+        if self.args.dead_letter_exchange is not None:
+            dead_letter.republish(self, message, reason)
 
     def _hold_ready(self, entry: Entry) -> None:
         self._next_seq += 1
@@ -202,15 +311,25 @@ class Queue:
         )
 
     def restore(self, message: Message, redelivered: bool) -> None:
-        """Append a message recovered from the store (no dispatch: nobody consumes yet)."""
-        self._hold_ready(Entry(message, 0, True, redelivered))
+        """Append a message recovered from the store (no dispatch: nobody consumes yet).
 
-    def restore_paged(self) -> None:
+        A TTL starts again from recovery: the store keeps no enqueue time.
+        """
+        deadline = expiry.message_deadline(self, message.ttl)
+        self._hold_ready(self._new_entry(message, True, redelivered, deadline))
+        if deadline:
+            expiry.arm_head(self)
+
+    def restore_paged(self, size: int = 0) -> None:
         """Count a recovered message that stays in the store (the queue is over its limit)."""
         self.paged += 1
+        self._paged_bytes += size
 
     def dispatch(self) -> None:
         """Deliver ready messages to ready consumers, round-robin."""
+        if self._may_expire:
+            self._dispatch_expiring()
+            return
         messages = self.messages
         consumers = self.consumers
         while messages and consumers:
@@ -222,6 +341,26 @@ class Queue:
             self.delivered += 1
             consumer.channel.deliver(consumer, entry)
         self._maybe_page_in()
+
+    def _dispatch_expiring(self) -> None:
+        """:meth:`dispatch` for a queue whose entries may expire: never deliver an expired one.
+
+        Expired entries are dropped at the head before each delivery (RabbitMQ's ``fetch``
+        drops expired messages after every fetch), then the TTL timer is armed for the head.
+        """
+        now = trio.current_time()
+        messages = self.messages
+        while True:
+            expiry.drop_expired_head(self, now)
+            if not messages or not self.consumers:
+                break
+            consumer = self._next_ready_consumer()
+            if consumer is None:
+                break
+            self.delivered += 1
+            consumer.channel.deliver(consumer, self.take_head())
+        self._maybe_page_in()
+        expiry.arm_head(self)
 
     def _next_ready_consumer(self) -> Consumer | None:
         consumers = self.consumers
@@ -236,6 +375,8 @@ class Queue:
 
     def get(self) -> Entry | None:
         """Take the head entry for basic.get, or None when the queue is empty."""
+        if self._special or self._may_expire:
+            self._polled()
         if not self.messages:
             self._maybe_page_in()
             return None
@@ -244,6 +385,18 @@ class Queue:
         self._ready_bytes -= entry.message.body_size
         self._maybe_page_in()
         return entry
+
+    def _polled(self) -> None:
+        """basic.get on a queue with arguments: it counts as use; expired heads go first."""
+        if self.args.expires is not None:
+            self.touch()
+        if self._may_expire:
+            expiry.drop_expired_head(self, trio.current_time())
+
+    def touch(self) -> None:
+        """The queue was used (redeclared, polled): restart its ``x-expires`` countdown."""
+        if self.args.expires is not None:
+            self.last_used = trio.current_time()
 
     # -- paging ------------------------------------------------------------------------------
 
@@ -268,7 +421,7 @@ class Queue:
                     break
                 for record in records:
                     message = Message.from_record(record)
-                    self._hold_ready(Entry(message, 0, True, record.redelivered))
+                    self._hold_ready(self._paged_in(message, record.redelivered))
                 self.paged -= len(records)
                 self.dispatch()
         finally:
@@ -276,6 +429,13 @@ class Queue:
             waiters, self._page_waiters = self._page_waiters, []
             for waiter in waiters:
                 waiter.set()
+
+    def _paged_in(self, message: Message, redelivered: bool) -> Entry:
+        self._paged_bytes -= message.body_size
+        deadline = self._paged_deadlines.pop(message.id, None)
+        if deadline is None:  # recovered paged out: its TTL starts again, as after recovery
+            deadline = expiry.message_deadline(self, message.ttl)
+        return self._new_entry(message, True, redelivered, deadline)
 
     async def wait_paged_in(self) -> None:
         """Wait for the next paging pass (basic.get found the head empty, the tail not)."""
@@ -307,7 +467,9 @@ class Queue:
             entry.redelivered = True
             self._ready_bytes += entry.message.body_size
         messages = self.messages
-        if not messages or returning[-1].seq < messages[0].seq:
+        if isinstance(messages, PriorityMessages):
+            messages.requeue(returning)
+        elif not messages or returning[-1].seq < messages[0].seq:
             messages.extendleft(reversed(returning))
         else:
             self.messages = deque(heapq.merge(returning, messages))
@@ -329,6 +491,8 @@ class Queue:
         if self.paged:
             self.vhost.tail_purged(self, self._head_max_id)
             self.paged = 0
+            self._paged_bytes = 0
+            self._paged_deadlines.clear()
             self._page_epoch += 1
         return count
 
@@ -338,7 +502,10 @@ class Queue:
         self.messages.clear()
         self._ready_bytes = 0
         self.paged = 0
+        self._paged_bytes = 0
+        self._paged_deadlines.clear()
         self._page_epoch += 1
+        expiry.disarm(self)
 
     # -- consumers ---------------------------------------------------------------------------
 
@@ -356,11 +523,23 @@ class Queue:
         except ValueError:
             return
         self._update_prioritised()
+        if self._special and not self.deleted:
+            self._consumer_left()
+
+    def _consumer_left(self) -> None:
+        """A single active consumer hands over to the next; an unused queue starts to expire."""
+        if not self.consumers:
+            self.touch()
+            expiry.arm_unused(self)
+        elif self._single_active:
+            self.dispatch()
 
     def _update_prioritised(self) -> None:
         """Use the priority-aware dispatch only while consumer priorities differ."""
         consumers = self.consumers
-        self._prioritised = any(c.priority != consumers[0].priority for c in consumers)
+        self._prioritised = self._single_active or any(
+            c.priority != consumers[0].priority for c in consumers
+        )
 
     def _next_ready_by_priority(self) -> Consumer | None:
         """The first ready consumer of the highest priority, moved to the back of the ring.
@@ -368,7 +547,13 @@ class Queue:
         Consumers of lower priority get messages only while every higher one is blocked
         (prefetch full, or its connection not writable); equal priorities take turns. This
         is RabbitMQ's consumer priority rule.
+
+        With ``x-single-active-consumer`` only the earliest subscribed consumer receives
+        messages; the next one takes over when it goes (RabbitMQ 3.10 classic queues).
         """
+        if self._single_active:
+            active = self.consumers[0] if self.consumers else None
+            return active if active is not None and active.channel.can_deliver(active) else None
         best: Consumer | None = None
         for consumer in self.consumers:
             if best is not None and consumer.priority <= best.priority:

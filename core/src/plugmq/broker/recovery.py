@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING
 import structlog
 import trio
 
+from plugmq.access import NAMESPACES as ACCESS_NAMESPACES
+from plugmq.access import VHOST
 from plugmq.amqp.content import peek_header
 from plugmq.broker.message import Message
 from plugmq.store import records
@@ -81,8 +83,10 @@ class _Applier:
         return self.broker.add_vhost(name)
 
     def _ConfigSet(self, record: records.ConfigSet) -> None:
-        if record.namespace == "vhost" and record.value is not None:
+        if record.namespace == VHOST and record.value is not None:
             self._vhost(record.key)
+        elif record.namespace in ACCESS_NAMESPACES:
+            self.broker.access.restore(record)
 
     def _ExchangeDeclared(self, record: records.ExchangeDeclared) -> None:
         vhost = self._vhost(record.vhost)
@@ -107,7 +111,7 @@ class _Applier:
             return
         self.messages += 1
         if queue.pages_next():
-            queue.restore_paged()
+            queue.restore_paged(len(record.body))
             return
         message = self._messages.get(record.message_id)
         if message is None:

@@ -16,6 +16,13 @@ from plugmq.amqp.errors import (
     PreconditionFailed,
     ResourceLocked,
 )
+from plugmq.broker import limits
+from plugmq.broker.arguments import (
+    EXCHANGE_EQUIVALENCE_KEYS,
+    QUEUE_EQUIVALENCE_KEYS,
+    assert_equivalent,
+    check_exchange_arguments,
+)
 from plugmq.broker.exchange import Exchange
 from plugmq.broker.message import Message
 from plugmq.broker.queue import Queue
@@ -34,6 +41,8 @@ STANDARD_EXCHANGES = (
 )
 
 Destination = Queue | Exchange
+#: What :meth:`VHost.enqueue` returns when a queue refused the message (reject-publish).
+REJECTED = -1
 _EMPTY: frozenset[Queue] = frozenset()
 
 
@@ -72,17 +81,37 @@ class VHost:
                 60,
                 40,
             )
-        if exchange.has_exchange_destinations:
+        return self.route_from(exchange, message)
+
+    def route_from(self, exchange: Exchange, message: Message) -> Any:
+        """The queues ``message`` reaches through ``exchange`` (no publish permission checks)."""
+        if exchange.has_exchange_destinations or exchange.alternate is not None:
             return self._route_through_exchanges(exchange, message)
         return exchange.route(message)
 
+    def route_dead_letter(self, exchange_name: str, message: Message) -> Any:
+        """Route a dead-lettered message; None when its exchange does not exist."""
+        if not exchange_name:
+            queue = self.queues.get(message.routing_key)
+            return (queue,) if queue is not None else _EMPTY
+        exchange = self.exchanges.get(exchange_name)
+        return None if exchange is None else self.route_from(exchange, message)
+
     def _route_through_exchanges(self, exchange: Exchange, message: Message) -> set[Queue]:
-        """Exchange-to-exchange routing: follow exchange destinations, each exchange once."""
+        """Exchange-to-exchange routing: follow exchange destinations, each exchange once.
+
+        An exchange that routes the message nowhere hands it to its ``alternate-exchange``
+        (RabbitMQ's rule, https://www.rabbitmq.com/ae.html), itself routed the same way.
+        """
         queues: set[Queue] = set()
         seen = {exchange}
         pending = [exchange]
         while pending:
-            for destination in pending.pop().route(message):
+            current = pending.pop()
+            routed = current.route(message)
+            if not routed and current.alternate is not None:
+                routed = self._alternate_of(current)
+            for destination in routed:
                 if destination.kind == "queue":
                     queues.add(destination)
                 elif destination not in seen:
@@ -90,11 +119,24 @@ class VHost:
                     pending.append(destination)
         return queues
 
+    def _alternate_of(self, exchange: Exchange) -> tuple[Exchange, ...]:
+        alternate = self.exchanges.get(exchange.alternate or "")
+        return (alternate,) if alternate is not None else ()
+
     def enqueue(self, queues: Any, message: Message) -> int:
-        """Enqueue on every queue; return the journal sequence a confirm must wait for."""
+        """Enqueue on every queue; return the journal sequence a confirm must wait for.
+
+        Returns :data:`REJECTED` when a queue refused the message (``x-overflow``
+        ``reject-publish``): the publisher is sent basic.nack; other queues still got it.
+        """
         seq = 0
+        rejected = False
         persistent = message.persistent
         for queue in queues:
+            if queue.rejects_publish and limits.would_overflow(queue, message):
+                limits.refuse(queue, message)
+                rejected = True
+                continue
             # A paging queue stores transient messages too, so its tail stays in one place
             # and in order; recovery drops them again.
             if queue.durable and (persistent or queue.paged):
@@ -102,7 +144,7 @@ class VHost:
                 queue.enqueue(message, True)
             else:
                 queue.enqueue(message, False)
-        return seq
+        return REJECTED if rejected else seq
 
     def _journal_enqueue(self, queue: Queue, message: Message) -> int:
         return self.journal.append(
@@ -150,9 +192,18 @@ class VHost:
             raise AccessRefused("operation not permitted on the default exchange", 40, 10)
         if existing is not None:
             self._check_equivalent_exchange(existing, type_name, durable, auto_delete, internal)
+            assert_equivalent(
+                existing.arguments,
+                arguments,
+                EXCHANGE_EQUIVALENCE_KEYS,
+                f"exchange '{name}' in vhost '{self.name}'",
+                40,
+                10,
+            )
             return existing
         if name.startswith("amq."):
             raise AccessRefused(f"exchange name '{name}' contains reserved prefix 'amq.*'", 40, 10)
+        check_exchange_arguments(arguments, name, self.name)
         exchange = self._create_exchange(name, type_name, durable, auto_delete, internal, arguments)
         if durable:
             self.journal.append(
@@ -250,10 +301,20 @@ class VHost:
             if existing is None:
                 raise NotFound(f"no queue '{name}' in vhost '{self.name}'", 50, 10)
             self.check_exclusive_access(existing, owner, 50, 10)
+            existing.touch()
             return existing
         if existing is not None:
             self.check_exclusive_access(existing, owner, 50, 10)
             self._check_equivalent_queue(existing, durable, exclusive, auto_delete)
+            assert_equivalent(
+                existing.arguments,
+                arguments,
+                QUEUE_EQUIVALENCE_KEYS,
+                f"queue '{name}' in vhost '{self.name}'",
+                50,
+                10,
+            )
+            existing.touch()
             return existing
         if name.startswith("amq.") and not server_named:
             raise AccessRefused(f"queue name '{name}' contains reserved prefix 'amq.*'", 50, 10)
@@ -379,25 +440,10 @@ class VHost:
         method_id: int,
     ) -> None:
         """Bind ``destination`` to exchange ``exchange_name``."""
-        if not exchange_name:
-            raise AccessRefused(
-                "operation not permitted on the default exchange", class_id, method_id
-            )
-        exchange = self.get_exchange(exchange_name, class_id, method_id)
-        if (
-            exchange.bind(destination, routing_key, arguments)
-            and exchange.durable
-            and (destination.durable)
-        ):
-            self.journal.append(
-                records.BindingAdded(
-                    self.name,
-                    exchange.name,
-                    destination.name,
-                    destination.kind,
-                    routing_key,
-                    dict(arguments),
-                )
+        exchange = self._binding_source(exchange_name, class_id, method_id)
+        if exchange.bind(destination, routing_key, arguments):
+            self._journal_binding(
+                records.BindingAdded, exchange, destination, routing_key, arguments
             )
         self.hooks.plugmq_binding_added(
             vhost=self.name,
@@ -417,24 +463,10 @@ class VHost:
         method_id: int,
     ) -> None:
         """Remove a binding; a missing binding is not an error (RabbitMQ 3.x)."""
-        if not exchange_name:
-            raise AccessRefused(
-                "operation not permitted on the default exchange", class_id, method_id
-            )
-        exchange = self.get_exchange(exchange_name, class_id, method_id)
+        exchange = self._binding_source(exchange_name, class_id, method_id)
         if not exchange.unbind(destination, routing_key, arguments):
             return
-        if exchange.durable and destination.durable:
-            self.journal.append(
-                records.BindingRemoved(
-                    self.name,
-                    exchange.name,
-                    destination.name,
-                    destination.kind,
-                    routing_key,
-                    dict(arguments),
-                )
-            )
+        self._journal_binding(records.BindingRemoved, exchange, destination, routing_key, arguments)
         self.hooks.plugmq_binding_removed(
             vhost=self.name,
             source=exchange.name,
@@ -443,6 +475,35 @@ class VHost:
             arguments=arguments,
         )
         self._maybe_auto_delete(exchange)
+
+    def _binding_source(self, exchange_name: str, class_id: int, method_id: int) -> Exchange:
+        """The exchange a bind/unbind names; the default exchange cannot be (un)bound."""
+        if not exchange_name:
+            raise AccessRefused(
+                "operation not permitted on the default exchange", class_id, method_id
+            )
+        return self.get_exchange(exchange_name, class_id, method_id)
+
+    def _journal_binding(
+        self,
+        record_type: type[records.BindingAdded] | type[records.BindingRemoved],
+        exchange: Exchange,
+        destination: Destination,
+        routing_key: str,
+        arguments: dict[str, Any],
+    ) -> None:
+        """Journal a binding change when both ends are durable (only then is it stored)."""
+        if exchange.durable and destination.durable:
+            self.journal.append(
+                record_type(
+                    self.name,
+                    exchange.name,
+                    destination.name,
+                    destination.kind,
+                    routing_key,
+                    dict(arguments),
+                )
+            )
 
     # -- recovery (no journaling: the records came from the store) ---------------------------
 
@@ -480,6 +541,14 @@ class VHost:
             destination = self.exchanges.get(record.destination)
         if source is not None and destination is not None:
             source.bind(destination, record.routing_key, dict(record.arguments))
+
+    def delete_everything(self) -> None:
+        """The vhost itself is deleted: delete its queues and its own exchanges (journaled)."""
+        for queue in list(self.queues.values()):
+            self.delete_queue(queue)
+        for exchange in list(self.exchanges.values()):
+            if not exchange.name.startswith("amq.") and exchange.name in self.exchanges:
+                self._remove_exchange(exchange)
 
     # -- connections going away --------------------------------------------------------------
 

@@ -14,9 +14,16 @@ from typing import NoReturn
 
 import typer
 
+from plugmq.cli.admin import Admin
 from plugmq.cli.broker_command import make_broker_command
+from plugmq.cli.config_command import make_config_app
+from plugmq.cli.perf_command import make_perf_command
+from plugmq.cli.permissions_command import make_permissions_app
 from plugmq.cli.plugins_command import make_plugins_command
 from plugmq.cli.prescan import prescan
+from plugmq.cli.stat_command import make_stat_app
+from plugmq.cli.user_command import make_user_app
+from plugmq.cli.vhost_command import make_vhost_app
 from plugmq.config import ConfigError
 from plugmq.plugins.manager import PluginLoadError, PluginManager
 
@@ -36,7 +43,22 @@ def build_app(plugins: PluginManager) -> typer.Typer:
     app.command("plugins", help="List loaded plugins, their versions and hooks.")(
         make_plugins_command(plugins)
     )
+    app.command("perf", help="Benchmark an AMQP 0-9-1 broker (PerfTest-like scenarios).")(
+        make_perf_command()
+    )
+    _add_admin_commands(app, Admin(plugins))
     return app
+
+
+def _add_admin_commands(app: typer.Typer, admin: Admin) -> None:
+    """The remote admin groups: requests over AMQP to a broker's management service."""
+    app.add_typer(make_config_app(admin), name="config", rich_help_panel="Administration")
+    app.add_typer(make_stat_app(admin), name="stat", rich_help_panel="Administration")
+    app.add_typer(make_user_app(admin), name="user", rich_help_panel="Administration")
+    app.add_typer(make_vhost_app(admin), name="vhost", rich_help_panel="Administration")
+    app.add_typer(
+        make_permissions_app(admin), name="permissions", rich_help_panel="Administration"
+    )
 
 
 def fail(message: str, code: int = 2) -> NoReturn:

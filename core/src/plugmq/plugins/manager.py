@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from plugmq.auth import Mechanism
     from plugmq.broker.exchange import Exchange
     from plugmq.ha import HAStrategy
+    from plugmq.management.commands import Command
     from plugmq.store.base import Store
 
 ENTRY_POINT_GROUP = "plugmq.plugins"
@@ -37,6 +38,7 @@ BUILTIN_PLUGINS = (
     "plugmq.builtin.auth",
     "plugmq.builtin.memory_store",
     "plugmq.builtin.standalone_ha",
+    "plugmq.management.plugin",
 )
 
 
@@ -203,6 +205,10 @@ class PluginManager:
     def auth_mechanisms(self) -> list[type[Mechanism]]:
         """SASL mechanism classes in advertising order; duplicates are an error."""
         return list(self._registry(self.hook.plugmq_auth_mechanisms, "name", "mechanism").values())
+
+    def management_commands(self) -> dict[str, Command]:
+        """Management commands by name; a name registered twice is an error naming both."""
+        return self._registry(self.hook.plugmq_management_commands, "name", "management command")
 
     def _registry(self, hook: Any, attribute: str, what: str) -> dict[str, Any]:
         registry: dict[str, Any] = {}
