@@ -20,7 +20,7 @@ import structlog
 import trio
 
 from plugmq.store.base import Store
-from plugmq.store.records import MessageEnqueued, Record
+from plugmq.store.records import MessageEnqueued, MessageRemoved, Record
 
 log = structlog.get_logger("plugmq.journal")
 
@@ -34,7 +34,10 @@ class Journal:
     def __init__(self, store: Store) -> None:
         self.store = store
         self.enabled = store.durable
-        self._pending: list[Record] = []
+        #: Records waiting for the writer; None marks an enqueue cancelled by its removal.
+        self._pending: list[Record | None] = []
+        self._unwritten_enqueues: dict[tuple[str, str, int], int] = {}
+        self.annihilated = 0
         self._appended = 0
         self.durable_seq = 0
         self._callbacks: list[tuple[int, int, Callable[[], None]]] = []
@@ -47,9 +50,28 @@ class Journal:
         self.records_written = 0
 
     def append(self, record: Record) -> int:
-        """Queue ``record`` for the store; return its sequence number."""
+        """Queue ``record`` for the store; return its sequence number.
+
+        A ``MessageRemoved`` whose ``MessageEnqueued`` is still waiting for the writer cancels
+        it: neither is written (the message was consumed and acknowledged before it reached the
+        disk, which is also when RabbitMQ confirms such a message). With consumers keeping up,
+        most persistent messages then cost the store nothing.
+        """
         if not self.enabled:
             return 0
+        cls = type(record)
+        if cls is MessageRemoved:
+            index = self._unwritten_enqueues.pop(
+                (record.vhost, record.queue, record.message_id), None
+            )
+            if index is not None:
+                self._pending[index] = None
+                self.annihilated += 1
+                return self._appended
+        elif cls is MessageEnqueued:
+            self._unwritten_enqueues[(record.vhost, record.queue, record.message_id)] = len(
+                self._pending
+            )
         self._pending.append(record)
         self._appended += 1
         self._wake.set()
@@ -92,6 +114,7 @@ class Journal:
     async def _write_one_batch(self) -> None:
         batch = self._pending[:MAX_BATCH]
         del self._pending[:MAX_BATCH]
+        self._forget_unwritten(len(batch))
         delivered, self._delivered = self._delivered, {}
         # Shielded: a batch handed to the store must finish and be accounted for even if the
         # broker is shutting down, or confirms could be sent for records never written.
@@ -100,13 +123,25 @@ class Journal:
                 await trio.to_thread.run_sync(self._write, batch, delivered)
         self.durable_seq += len(batch)
         self.batches_written += 1
-        self.records_written += len(batch)
+        self.records_written += sum(record is not None for record in batch)
         self._run_callbacks()
 
-    def _write(self, batch: list[Record], delivered: dict[tuple[str, str], list[int]]) -> None:
+    def _forget_unwritten(self, taken: int) -> None:
+        """Enqueues handed to the writer can no longer be cancelled; reindex the rest."""
+        if not self._pending:
+            self._unwritten_enqueues.clear()
+            return
+        self._unwritten_enqueues = {
+            key: index - taken for key, index in self._unwritten_enqueues.items() if index >= taken
+        }
+
+    def _write(
+        self, batch: list[Record | None], delivered: dict[tuple[str, str], list[int]]
+    ) -> None:
         """Runs in a worker thread: one durable batch, then the lazy delivery marks."""
-        if batch:
-            self.store.apply(batch)
+        records = [record for record in batch if record is not None]
+        if records:
+            self.store.apply(records)
         for (vhost, queue), message_ids in delivered.items():
             self.store.mark_delivered(vhost, queue, message_ids)
 

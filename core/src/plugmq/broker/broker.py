@@ -142,7 +142,12 @@ class Broker:
         finally:
             with trio.CancelScope(shield=True):
                 await trio.to_thread.run_sync(self.store.close)
-            log.info("broker_stopped")
+            log.info(
+                "broker_stopped",
+                journal_batches=self.journal.batches_written,
+                journal_records=self.journal.records_written,
+                journal_cancelled=self.journal.annihilated,
+            )
 
     @staticmethod
     async def _host_connections(task_status: trio.TaskStatus[trio.Nursery]) -> None:

@@ -122,9 +122,11 @@ class BatchWriter:
 
     def _message_removed(self, record: MessageRemoved) -> None:
         key = encoding.message_key(record.vhost, record.queue, record.message_id)
-        if self._dbs.messages.exists(key, txn=self._txn):
+        try:  # one B-tree operation instead of exists() then delete()
             self._dbs.messages.delete(key, txn=self._txn)
-            self._unreference(record.message_id)
+        except db.DBNotFoundError:
+            return
+        self._unreference(record.message_id)
 
     def _drop_messages(self, vhost: str, queue: str, after_message_id: int = 0) -> None:
         """Drop the queue's messages with ids above ``after_message_id`` (all by default)."""
