@@ -28,6 +28,10 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger("plugmq.queue")
 
+#: Bytes of Python objects per held message (Entry, Message, header, key bytes); measured
+#: ~1 KiB per 100-byte message held after recovering 300k of them.
+ENTRY_OVERHEAD = 1000
+
 #: Messages read back from the store per paging read.
 PAGE_IN_BATCH = 2000
 
@@ -299,13 +303,22 @@ class Queue:
         if entry.message.id > self._head_max_id:
             self._head_max_id = entry.message.id
 
+    @property
+    def held_in_memory(self) -> int:
+        """Estimated memory of the ready messages held: bodies plus per-message objects.
+
+        Counting bodies alone let a queue of a million 100-byte messages hold ~500 MiB
+        under a 64 MiB limit; each held message costs ~ENTRY_OVERHEAD bytes of Python objects.
+        """
+        return self._ready_bytes + len(self.messages) * ENTRY_OVERHEAD
+
     def pages_next(self) -> bool:
         """True when the next stored message must stay in the store only (paged out)."""
         if self.paged:
             return True
         return (
             self.page_limit > 0
-            and self._ready_bytes >= self.page_limit
+            and self.held_in_memory >= self.page_limit
             and self.durable
             and self.vhost.journal.enabled
         )
@@ -401,14 +414,14 @@ class Queue:
     # -- paging ------------------------------------------------------------------------------
 
     def _maybe_page_in(self) -> None:
-        if self.paged and not self._paging_in and self._ready_bytes < self.page_limit // 2:
+        if self.paged and not self._paging_in and self.held_in_memory < self.page_limit // 2:
             self._paging_in = True
             self.vhost.broker.spawn(self._page_in)
 
     async def _page_in(self) -> None:
         """Read the tail back from the store until the queue holds half its limit again."""
         try:
-            while self.paged and not self.deleted and self._ready_bytes < self.page_limit // 2:
+            while self.paged and not self.deleted and self.held_in_memory < self.page_limit // 2:
                 epoch = self._page_epoch
                 records = await self.vhost.journal.read_queue(
                     self.vhost.name, self.name, self._head_max_id, PAGE_IN_BATCH
