@@ -21,7 +21,8 @@ lint: bootstrap
 	uv run ruff format --check .
 
 # RDMA transport on Soft-RoCE in the rdma-lab VM (builds the image once, ~4 min, as root).
-RDMALAB_HOME ?= /work/shared/rdma-lab
+# shared/ lies beside the checkout (on developer machines and in CI alike).
+RDMALAB_HOME ?= $(abspath $(CURDIR)/../shared/rdma-lab)
 RDMA_VM_TIMEOUT ?= 900
 
 .PHONY: test-rdma

@@ -10,7 +10,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
-LAB=${RDMALAB_HOME:-/work/shared/rdma-lab}
+LAB=${RDMALAB_HOME:-$(cd .. && pwd)/shared/rdma-lab}
 IMAGE_DIR=${RDMALAB_IMAGE_DIR:-${RDMALAB_DIR:-/tmp/rdmalab}/image}
 OUT=dist/rdma-lab
 SITE=$OUT/site

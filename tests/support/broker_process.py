@@ -56,7 +56,8 @@ class BrokerProcess:
         while time.monotonic() < deadline:
             for event in self.events()[self.events_seen:]:
                 if event.get("event") == "broker_active":
-                    return int(event["listening"][0].rsplit(":", 1)[1])
+                    tcp = [a for a in event["listening"] if a.startswith("tcp://")]
+                    return int(tcp[0].rsplit(":", 1)[1])
             if self.process.poll() is not None:
                 raise RuntimeError(f"broker exited with {self.process.returncode}:\n{self.tail()}")
             time.sleep(0.05)

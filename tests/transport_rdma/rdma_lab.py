@@ -64,6 +64,7 @@ class RdmaBroker:
 
     @property
     def log_path(self) -> Path:
+        """The broker's JSON log."""
         return self.tmp / "broker.log"
 
     def start(self, timeout: float = 90.0) -> RdmaBroker:

@@ -58,6 +58,7 @@ async def stream_numbers(a: trio.abc.Stream, b: trio.abc.Stream) -> dict[str, fl
 
 
 async def receive_exactly(stream: trio.abc.Stream, count: int) -> None:
+    """Read and drop exactly ``count`` bytes."""
     got = 0
     while got < count:
         got += len(await stream.receive_some(count - got))

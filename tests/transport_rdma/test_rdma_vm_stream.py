@@ -21,6 +21,7 @@ SMALL = RingSettings(buffers=4, buffer_size=64)
 
 @pytest.fixture
 async def listeners(rdma_ip: str) -> AsyncIterator[tuple[RdmaListener, RdmaListener]]:
+    """A listener with the default ring and one with a 4 x 64-byte ring (for clogging)."""
     default = RdmaListener.bind(rdma_ip, 0, RingSettings(), 16)
     small = RdmaListener.bind(rdma_ip, 0, SMALL, 16)
     yield default, small

@@ -199,6 +199,8 @@ class Broker:
             async with trio.open_nursery() as nursery:
                 for factory in factories:
                     listeners = await factory.open()
+                    if not listeners:  # a transport may find nothing to listen on
+                        continue
                     self.addresses += [factory.describe(listener) for listener in listeners]
                     nursery.start_soon(self._serve_listeners, listeners)
                 task_status.started()
