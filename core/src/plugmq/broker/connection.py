@@ -367,6 +367,9 @@ class Connection:
     async def _read_frames(self) -> list:
         data = await self.stream.receive_some(65536)
         if not data:
+            # The peer closed its socket without connection.close (killed, or a careless
+            # client): worth a line, as unacked messages are requeued because of it.
+            self.log.info("connection_lost", state=self._state, reason="peer closed the socket")
             raise _Closed
         self.bytes_received += len(data)
         self._last_received = trio.current_time()
