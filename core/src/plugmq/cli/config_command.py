@@ -183,8 +183,26 @@ def _del_app(admin: Admin) -> typer.Typer:
 
 
 def _binding_commands(app: typer.Typer, admin: Admin) -> None:
-    @app.command("bind")
-    def bind(
+    app.command("bind", help="Bind QUEUE to EXCHANGE with routing KEY.")(
+        _binding_command(
+            admin,
+            "binding.add",
+            "bound '{destination}' to '{exchange}' with key '{routing_key}'",
+        )
+    )
+    app.command("unbind", help="Remove the binding of QUEUE to EXCHANGE with routing KEY.")(
+        _binding_command(
+            admin,
+            "binding.delete",
+            "unbound '{destination}' from '{exchange}' (key '{routing_key}')",
+        )
+    )
+
+
+def _binding_command(admin: Admin, command: str, message: str):
+    """``bind`` and ``unbind`` take the same arguments and differ only in the request."""
+
+    def binding(
         exchange: str,
         queue: str,
         key: Annotated[str, typer.Argument(help="Routing key.")] = "",
@@ -194,13 +212,12 @@ def _binding_commands(app: typer.Typer, admin: Admin) -> None:
         as_json: JsonOption = False,
         timeout: TimeoutOption = DEFAULT_TIMEOUT,
     ) -> None:
-        """Bind QUEUE to EXCHANGE with routing KEY."""
         admin.run(
             broker,
             timeout,
             as_json,
-            show_message("bound '{destination}' to '{exchange}' with key '{routing_key}'"),
-            "binding.add",
+            show_message(message),
+            command,
             exchange=exchange,
             destination=queue,
             routing_key=key,
@@ -208,30 +225,7 @@ def _binding_commands(app: typer.Typer, admin: Admin) -> None:
             vhost=vhost,
         )
 
-    @app.command("unbind")
-    def unbind(
-        exchange: str,
-        queue: str,
-        key: Annotated[str, typer.Argument(help="Routing key.")] = "",
-        argument: ArgumentOption = None,
-        vhost: VhostOption = None,
-        broker: BrokerOption = None,
-        as_json: JsonOption = False,
-        timeout: TimeoutOption = DEFAULT_TIMEOUT,
-    ) -> None:
-        """Remove the binding of QUEUE to EXCHANGE with routing KEY."""
-        admin.run(
-            broker,
-            timeout,
-            as_json,
-            show_message("unbound '{destination}' from '{exchange}' (key '{routing_key}')"),
-            "binding.delete",
-            exchange=exchange,
-            destination=queue,
-            routing_key=key,
-            arguments=parse_arguments(argument),
-            vhost=vhost,
-        )
+    return binding
 
 
 def _list_app(admin: Admin) -> typer.Typer:
