@@ -331,8 +331,13 @@ class Channel:
     def _requeue_all(self) -> None:
         unacked = self.unacked
         self.unacked = {}
+        self._requeue(list(unacked.values()))
+
+    @staticmethod
+    def _requeue(returned: list[Unacked]) -> None:
+        """Give entries back to their queues in order (released if the queue is gone)."""
         by_queue: dict[Queue, list[Entry]] = {}
-        for entry, queue, consumer in unacked.values():
+        for entry, queue, consumer in returned:
             if consumer is not None:
                 consumer.unacked -= 1
             by_queue.setdefault(queue, []).append(entry)
@@ -585,19 +590,10 @@ class Channel:
             queue.dispatch()
 
     def _reject(self, rejected: list[Unacked], requeue: bool) -> None:
-        if not requeue:
+        if requeue:
+            self._requeue(rejected)
+        else:
             self._dead_letter(rejected)
-            return
-        by_queue: dict[Queue, list[Entry]] = {}
-        for entry, queue, consumer in rejected:
-            if consumer is not None:
-                consumer.unacked -= 1
-            by_queue.setdefault(queue, []).append(entry)
-        for queue, entries in by_queue.items():
-            if queue.deleted:
-                queue.forget(entries)
-            else:
-                queue.requeue(entries)
 
     def _dead_letter(self, rejected: list[Unacked]) -> None:
         """Rejected without requeue: dead-lettered (reason ``rejected``) where a DLX is set."""
