@@ -172,9 +172,8 @@ class Broker:
         """Become the serving master: start services, open listeners (called by HA)."""
         assert self._nursery is not None
         await self._nursery.start(self.timers.run)
-        for service in self.plugins.hook.plugmq_services(broker=self):
-            for one in service or ():
-                await self._nursery.start(one)
+        for service in self.plugins.services(self):
+            await self._nursery.start(service)
         self._serving = trio.CancelScope()
         await self._nursery.start(self._serve)
         self.active.set()
@@ -188,11 +187,7 @@ class Broker:
         self.plugins.hook.plugmq_broker_started(broker=self)
 
     async def _serve(self, task_status: trio.TaskStatus[None]) -> None:
-        factories = [
-            f
-            for result in self.plugins.hook.plugmq_listeners(config=self.config)
-            for f in (result or ())
-        ]
+        factories = self.plugins.listeners(self.config)
         if not factories:
             raise ConfigError("no transport plugin provides a listener (load transport_tcp)")
         with self._serving:  # type: ignore[union-attr]

@@ -242,6 +242,14 @@ class PluginManager:
         """The HA strategy chosen by the first plugin that returns one."""
         return self.hook.plugmq_ha_strategy(config=config)
 
+    def listeners(self, config: Config) -> list[Any]:
+        """Every transport's listener factories, in hook-call order."""
+        return flatten(self.hook.plugmq_listeners(config=config))
+
+    def services(self, broker: Any) -> list[Any]:
+        """Every plugin's long-running services."""
+        return flatten(self.hook.plugmq_services(broker=broker))
+
     def dialer_for(self, scheme: str) -> Any:
         """A transport dialer for URL ``scheme`` or None."""
         return self.hook.plugmq_dialer(scheme=scheme)
