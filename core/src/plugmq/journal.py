@@ -50,25 +50,10 @@ class Journal:
         self.records_written = 0
 
     def append(self, record: Record) -> int:
-        """Queue ``record`` for the store; return its sequence number.
-
-        A ``MessageRemoved`` whose ``MessageEnqueued`` is still waiting for the writer cancels
-        it: neither is written (the message was consumed and acknowledged before it reached the
-        disk, which is also when RabbitMQ confirms such a message). With consumers keeping up,
-        most persistent messages then cost the store nothing.
-        """
+        """Queue ``record`` for the store; return its sequence number."""
         if not self.enabled:
             return 0
-        cls = type(record)
-        if cls is MessageRemoved:
-            index = self._unwritten_enqueues.pop(
-                (record.vhost, record.queue, record.message_id), None
-            )
-            if index is not None:
-                self._pending[index] = None
-                self.annihilated += 1
-                return self._appended
-        elif cls is MessageEnqueued:
+        if type(record) is MessageEnqueued:
             self._unwritten_enqueues[(record.vhost, record.queue, record.message_id)] = len(
                 self._pending
             )
@@ -76,6 +61,24 @@ class Journal:
         self._appended += 1
         self._wake.set()
         return self._appended
+
+    def remove_message(self, vhost: str, queue: str, message_id: int) -> bool:
+        """Journal that a stored message left a queue (acked, dropped, dead-lettered).
+
+        Returns True when the message's ``MessageEnqueued`` was still waiting for the writer:
+        then neither record is written, since the message was consumed before it reached the
+        disk. The caller may then confirm its publish at once, as RabbitMQ confirms such a
+        message; with consumers keeping up, most persistent messages cost the store nothing.
+        """
+        if not self.enabled:
+            return False
+        index = self._unwritten_enqueues.pop((vhost, queue, message_id), None)
+        if index is not None:
+            self._pending[index] = None
+            self.annihilated += 1
+            return True
+        self.append(MessageRemoved(vhost, queue, message_id))
+        return False
 
     def note_delivered(self, vhost: str, queue: str, message_id: int) -> None:
         """Tell the store (lazily, with the next batch) that a stored message was delivered."""

@@ -71,7 +71,10 @@ class Channel:
         self._tx_publishes: list[tuple[Message, Any, bool]] = []
         self._tx_acks: list[Callable[[], None]] = []
         self._publish_seq = 0
-        self._waiting_confirms: deque[tuple[int, int]] = deque()
+        #: Publishes not yet confirmed, in tag order: (tag, journal sequence, message).
+        self._waiting_confirms: deque[tuple[int, int, Message]] = deque()
+        #: Tags settled while an earlier publish still waits for the store.
+        self._early_confirms: list[int] = []
         self._confirmed_upto = 0
         self._confirms_sent_upto = 0
         #: Publish tags refused by a queue (reject-publish), to be nacked in order.
@@ -183,7 +186,7 @@ class Channel:
             return
         seq = self._route(message, queues, mandatory)
         if self.confirm_mode:
-            self._track_confirm(seq)
+            self._track_confirm(seq, message)
 
     def _check_user_id(self, header: bytes) -> None:
         """RabbitMQ's rule: a ``user_id`` property must name the authenticated user (406)."""
@@ -208,7 +211,7 @@ class Channel:
             )
         return 0
 
-    def _track_confirm(self, journal_seq: int) -> None:
+    def _track_confirm(self, journal_seq: int, message: Message) -> None:
         self._publish_seq += 1
         tag = self._publish_seq
         journal = self.vhost.journal
@@ -218,31 +221,72 @@ class Channel:
             self._confirmed_upto = tag
             self.connection.confirms_pending(self)
             return
-        self._waiting_confirms.append((tag, journal_seq))
+        self._waiting_confirms.append((tag, journal_seq, message))
+        if journal_seq > 0:
+            message.confirm_channel = self
+            message.confirm_tag = tag
         journal.when_durable(journal_seq, self._on_durable)
 
     def _on_durable(self) -> None:
+        if self._advance_confirms() and not self.closing:
+            self.flush_confirms()
+
+    def message_settled(self, message: Message) -> None:
+        """A message this channel waits to confirm was consumed before it reached the store.
+
+        Called from the consumer's connection. The confirm need not wait for earlier publishes
+        still on their way to the disk: it is sent alone (multiple=false) if it cannot be part
+        of the in-order basic.ack, as RabbitMQ does. Confirms are sent by this connection's
+        writer, so all acknowledgements handled in one pass share as few frames as possible.
+        """
+        if self.closing:
+            return
+        self._advance_confirms()
+        if message.confirm_tag > self._confirmed_upto:
+            self._early_confirms.append(message.confirm_tag)
+        self.connection.confirms_due(self)
+
+    def _advance_confirms(self) -> bool:
+        """Move ``_confirmed_upto`` past the leading publishes that are durable or settled."""
         durable = self.vhost.journal.durable_seq
         waiting = self._waiting_confirms
-        while waiting and waiting[0][1] <= durable:
-            self._confirmed_upto = waiting.popleft()[0]
-        if not self.closing:
-            self.flush_confirms()
+        advanced = False
+        while waiting:
+            tag, seq, message = waiting[0]
+            if seq > durable and message.unwritten_copies:
+                break
+            waiting.popleft()
+            message.confirm_channel = None
+            self._confirmed_upto = tag
+            advanced = True
+        return advanced
 
     def flush_confirms(self) -> None:
         """Send one basic.ack (multiple) covering every publish confirmed since the last.
 
         A refused publish gets its own basic.nack, and the acks around it are split so that
-        no ack with multiple=true covers a nacked tag.
+        no ack with multiple=true covers a nacked tag. Publishes settled out of order follow
+        as single acks.
         """
-        upto = self._confirmed_upto
-        if upto <= self._confirms_sent_upto or self.closing:
+        if self.closing:
             return
-        if self._nacked:
-            self._send_nacks(upto)
+        upto = self._confirmed_upto
         if upto > self._confirms_sent_upto:
-            self._confirms_sent_upto = upto
-            self.connection.send(M.encode_ack(self.number, upto, True))
+            if self._nacked:
+                self._send_nacks(upto)
+            if upto > self._confirms_sent_upto:
+                self._confirms_sent_upto = upto
+                self.connection.send(M.encode_ack(self.number, upto, True))
+        if self._early_confirms:
+            self._send_early_confirms()
+
+    def _send_early_confirms(self) -> None:
+        """Single acks for publishes settled out of order (a later multiple ack may repeat them)."""
+        upto = self._confirms_sent_upto
+        for tag in self._early_confirms:
+            if tag > upto:
+                self.connection.send(M.encode_ack(self.number, tag, False))
+        self._early_confirms.clear()
 
     def _send_nacks(self, upto: int) -> None:
         nacked = self._nacked
@@ -327,6 +371,9 @@ class Channel:
             self._remove_consumer(consumer)
         self.consumers.clear()
         self._requeue_all()
+        for _, _, message in self._waiting_confirms:
+            message.confirm_channel = None
+        self._waiting_confirms.clear()
 
     def _requeue_all(self) -> None:
         unacked = self.unacked

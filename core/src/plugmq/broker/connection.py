@@ -132,12 +132,28 @@ class Connection:
         """``channel`` has confirms to send once the current read is processed."""
         self._dirty_confirms.append(channel)
 
+    def confirms_due(self, channel: Channel) -> None:
+        """``channel`` has confirms to send, found outside this connection's read loop."""
+        dirty = self._dirty_confirms
+        if not dirty or dirty[-1] is not channel:
+            dirty.append(channel)
+        self._wake.set()
+
+    def _flush_confirms(self) -> None:
+        for channel in self._dirty_confirms:
+            channel.flush_confirms()
+        self._dirty_confirms.clear()
+
     async def _writer(self) -> None:
         """The only task that sends on the stream."""
         while True:
-            if not self._out:
+            if not self._out and not self._dirty_confirms:
                 self._wake = trio.Event()
                 await self._wake.wait()
+            if self._dirty_confirms:
+                self._flush_confirms()
+                if not self._out:
+                    continue
             data = b"".join(self._out)
             self._out.clear()
             self._out_size = 0
@@ -489,9 +505,7 @@ class Connection:
             for frame in frames:
                 self._dispatch(frame)
             if self._dirty_confirms:
-                for channel in self._dirty_confirms:
-                    channel.flush_confirms()
-                self._dirty_confirms.clear()
+                self._flush_confirms()
 
     async def _wait_resumed(self) -> None:
         """Stop reading until deliveries to this peer resume (it read what we sent).

@@ -23,6 +23,8 @@ class Message:
         "_headers",
         "body",
         "body_size",
+        "confirm_channel",
+        "confirm_tag",
         "exchange",
         "exchange_and_key",
         "expiration",
@@ -32,6 +34,7 @@ class Message:
         "priority",
         "routing_key",
         "ttl",
+        "unwritten_copies",
     )
 
     def __init__(
@@ -59,6 +62,13 @@ class Message:
         #: The ``expiration`` property in milliseconds (406 at publish when it is invalid).
         self.ttl = None if expiration is None else parse_expiration(expiration)
         self._headers: Any = _UNDECODED
+        #: Copies in durable queues whose enqueue record may still be cancelled (not yet
+        #: handed to the store writer); when they all are, the publish can be confirmed.
+        self.unwritten_copies = 0
+        #: The publisher's channel while it waits to confirm this message, else None.
+        self.confirm_channel: Any = None
+        #: The publish's sequence number on that channel (the tag its confirm carries).
+        self.confirm_tag = 0
 
     @classmethod
     def from_record(cls, record: MessageEnqueued) -> Message:

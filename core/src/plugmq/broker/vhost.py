@@ -141,6 +141,7 @@ class VHost:
             # and in order; recovery drops them again.
             if queue.durable and (persistent or queue.paged):
                 seq = self._journal_enqueue(queue, message)
+                message.unwritten_copies += 1
                 queue.enqueue(message, True)
             else:
                 queue.enqueue(message, False)
@@ -164,9 +165,17 @@ class VHost:
         self.journal.append(records.QueuePurged(self.name, queue.name, after_message_id))
 
     def message_removed(self, queue: Queue, message: Message) -> None:
-        """A stored message left a durable queue: journal its removal."""
-        if queue.durable and not queue.deleted:
-            self.journal.append(records.MessageRemoved(self.name, queue.name, message.id))
+        """A stored message left a durable queue: journal its removal.
+
+        When that cancels the message's unwritten enqueue and no other copy waits for the
+        store, a publisher waiting to confirm it is told at once (see Channel.message_settled).
+        """
+        if not queue.durable or queue.deleted:
+            return
+        if self.journal.remove_message(self.name, queue.name, message.id):
+            message.unwritten_copies -= 1
+            if not message.unwritten_copies and message.confirm_channel is not None:
+                message.confirm_channel.message_settled(message)
 
     # -- exchanges ---------------------------------------------------------------------------
 
