@@ -7,8 +7,11 @@ import sys
 import textwrap
 from pathlib import Path
 
+import pytest
+
 from plugmq.store.records import MessageEnqueued, MessageRemoved, QueueDeclared
 from plugmq_store_bdb import BDBStore
+from plugmq_store_bdb.encoding import INLINE_LIMIT
 
 MARKER = textwrap.dedent(
     """
@@ -28,9 +31,9 @@ MARKER = textwrap.dedent(
 )
 
 
-def enqueue(queue: str, message_id: int) -> MessageEnqueued:
-    """A small message on ``queue``."""
-    return MessageEnqueued("/", queue, message_id, "", queue, b"h", b"body")
+def enqueue(queue: str, message_id: int, size: int = 0) -> MessageEnqueued:
+    """A message on ``queue``: small by default, kept in bodies.db from INLINE_LIMIT bytes."""
+    return MessageEnqueued("/", queue, message_id, "", queue, b"h", b"b" * size or b"body")
 
 
 def redelivered(records) -> dict[tuple[str, int], bool]:
@@ -62,12 +65,15 @@ def test_mark_is_per_queue_for_a_shared_message(open_bdb, recover) -> None:
     assert redelivered(recover(store)) == {("a", 1): True, ("b", 1): False}
 
 
-def test_marking_a_removed_message_does_not_bring_it_back(open_bdb, recover) -> None:
+@pytest.mark.parametrize("size", [4, INLINE_LIMIT])
+def test_marking_a_removed_message_does_not_bring_it_back(open_bdb, recover, size) -> None:
     store = open_bdb()
-    store.apply([enqueue("q", 1), enqueue("q", 2), MessageRemoved("/", "q", 1)])
+    store.apply([enqueue("q", 1, size), enqueue("q", 2, size), MessageRemoved("/", "q", 1)])
     store.mark_delivered("/", "q", [1, 2])
     assert redelivered(recover(store)) == {("q", 2): True}
-    assert store.stats()["bodies"] == 1
+    assert [r.body for r in recover(store)] == [b"b" * size]
+    assert store.stats()["messages"] == 1
+    assert store.stats()["bodies"] == (1 if size >= INLINE_LIMIT else 0)
 
 
 def test_marking_an_unknown_queue_is_harmless(open_bdb, recover) -> None:

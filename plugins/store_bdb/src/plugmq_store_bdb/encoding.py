@@ -6,11 +6,19 @@ one vhost, queue or binding source. Numbers are big-endian so the B-tree's byte 
 numeric order.
 
 * ``messages.db``: key ``lp(vhost) lp(queue) u64(message_id)``, value one flag byte
-  (:data:`DELIVERED` or :data:`FRESH`). A cursor over one queue prefix yields that queue's
-  messages oldest first.
+  (:data:`DELIVERED` or :data:`FRESH`), followed by the whole message (:func:`encode_message`)
+  when its body is smaller than :data:`INLINE_LIMIT`. A cursor over one queue prefix yields
+  that queue's messages oldest first.
 * ``bodies.db``: key ``u64(message_id)``, value ``u16 u16 u32`` lengths then exchange,
-  routing key, content header and body (see :func:`encode_message`).
-* ``refs.db``: key ``u64(message_id)``, value ``u32`` count of queues holding the message.
+  routing key, content header and body (see :func:`encode_message`); only for messages not
+  kept inline, stored once however many queues hold them.
+* ``refs.db``: key ``u64(message_id)``, value ``u32`` count of queues holding a message
+  kept in ``bodies.db``.
+
+Small messages are kept inline, one copy per queue, as RabbitMQ embeds messages below 4 KiB in
+its queue index: storing and removing one then costs one B-tree update each instead of five
+and four (reference count and shared body), and a fan-out of small messages costs a few
+copies of little data.
 * ``entities.db``: key ``kind byte + lp(fields...)``, value a pickled tuple of the record's
   fields, read back by a restricted unpickler that only builds plain data
   (:func:`decode_entity`). Kinds sort in recovery order: config ``1``, exchanges ``2``,
@@ -45,9 +53,16 @@ DELIVERED = b"\x01"
 #: Flag byte of a message never delivered.
 FRESH = b"\x00"
 
+#: Messages with bodies smaller than this are stored inline in ``messages.db``.
+INLINE_LIMIT = 4096
+
 #: Key of the format marker in ``entities.db`` and the value this version writes.
 FORMAT_KEY = b"\x00format"
-FORMAT_VALUE = b"plugmq-store-bdb 1"
+FORMAT_VALUE = b"plugmq-store-bdb 2"
+#: Earlier formats this version opens and upgrades in place. Format 1 kept every body in
+#: ``bodies.db``; its values are valid format 2 values (a flag byte alone), so only the
+#: marker changes.
+UPGRADABLE_FORMATS = (b"plugmq-store-bdb 1",)
 
 CONFIG = b"1"
 EXCHANGE = b"2"
@@ -146,13 +161,20 @@ def encode_message(record: MessageEnqueued) -> bytes:
     return b"".join((head, exchange, routing_key, record.header, record.body))
 
 
-def decode_message(value: bytes) -> tuple[str, str, bytes, bytes]:
-    """``(exchange, routing_key, header, body)`` of a ``bodies.db`` value."""
+def encode_queued(flag: bytes, record: MessageEnqueued) -> bytes | None:
+    """The ``messages.db`` value of a message kept inline, or None if its body is too big."""
+    if len(record.body) >= INLINE_LIMIT:
+        return None
+    return flag + encode_message(record)
+
+
+def decode_message(value: bytes, offset: int = 0) -> tuple[str, str, bytes, bytes]:
+    """``(exchange, routing_key, header, body)`` of a message encoded at ``value[offset:]``."""
     try:
-        ex_len, rk_len, header_len = _MESSAGE_HEAD.unpack_from(value)
+        ex_len, rk_len, header_len = _MESSAGE_HEAD.unpack_from(value, offset)
     except struct.error as error:
         raise EncodingError(f"malformed message value: {error}") from error
-    start = _MESSAGE_HEAD.size
+    start = offset + _MESSAGE_HEAD.size
     rk_start = start + ex_len
     header_start = rk_start + rk_len
     body_start = header_start + header_len

@@ -53,16 +53,16 @@ def message_records(
     try:
         item = cursor.first()
         while item is not None:
-            key, flag = item
+            key, value = item
             prefix = key[:-8]
             if prefix != current_prefix:
                 vhost, queue = encoding.decode_queue_prefix(prefix)
                 current_prefix = prefix
             id_bytes = key[-8:]
-            value = get_body(id_bytes)
-            if value is None:
-                raise encoding.EncodingError(f"message {unpack_id(id_bytes)[0]} has no body")
-            exchange, routing_key, header, body = decode(value)
+            flag = value[:1]
+            exchange, routing_key, header, body = (
+                decode(value, 1) if len(value) > 1 else decode(_shared_body(get_body, id_bytes))
+            )
             yield MessageEnqueued(
                 vhost,
                 queue,
@@ -92,11 +92,12 @@ def queue_messages(
     try:
         item = cursor.set_range(encoding.message_key(vhost, queue, after_message_id + 1))
         while item is not None and item[0].startswith(prefix) and len(found) < limit:
-            id_bytes = item[0][-8:]
-            value = dbs.bodies.get(id_bytes)
-            if value is None:
-                raise encoding.EncodingError(f"message {_U64.unpack(id_bytes)[0]} has no body")
-            exchange, routing_key, header, body = encoding.decode_message(value)
+            id_bytes, value = item[0][-8:], item[1]
+            exchange, routing_key, header, body = (
+                encoding.decode_message(value, 1)
+                if len(value) > 1
+                else encoding.decode_message(_shared_body(dbs.bodies.get, id_bytes))
+            )
             found.append(
                 MessageEnqueued(
                     vhost, queue, _U64.unpack(id_bytes)[0], exchange, routing_key, header, body,
@@ -107,3 +108,11 @@ def queue_messages(
     finally:
         cursor.close()
     return found
+
+
+def _shared_body(get_body: Callable[[bytes], bytes | None], id_bytes: bytes) -> bytes:
+    """The ``bodies.db`` value of a message not kept inline."""
+    value = get_body(id_bytes)
+    if value is None:
+        raise encoding.EncodingError(f"message {_U64.unpack(id_bytes)[0]} has no body")
+    return value

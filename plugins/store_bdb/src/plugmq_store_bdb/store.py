@@ -5,9 +5,9 @@ On-disk layout, all in ``<data_dir>/bdb/`` (one transactional Berkeley DB enviro
 =================  ===========================================================================
 ``LOCK``           ``flock``-ed by the running broker; holds its pid and host name
 ``entities.db``    B-tree: config entries, exchanges, queues, bindings (+ format marker)
-``messages.db``    B-tree: (vhost, queue, message id) -> delivered flag, one entry per queue
+``messages.db``    B-tree: (vhost, queue, message id) -> delivered flag (+ small message inline)
 ``bodies.db``      B-tree: message id -> exchange, routing key, content header, body (once)
-``refs.db``        B-tree: message id -> number of queues holding the message
+``refs.db``        B-tree: message id -> number of queues holding a message in bodies.db
 ``log.*``          Berkeley DB's write-ahead log (removed automatically after checkpoints)
 ``__db.*``         Berkeley DB's shared regions (cache, locks); rebuilt at every open
 =================  ===========================================================================
@@ -111,6 +111,14 @@ class BDBStore:
             if dbs.entities.stat()["nkeys"] or dbs.messages.stat()["nkeys"]:
                 raise environment.corrupt(self.home, "entities.db has no format marker")
             dbs.entities.put(encoding.FORMAT_KEY, encoding.FORMAT_VALUE)
+        elif marker in encoding.UPGRADABLE_FORMATS:
+            dbs.entities.put(encoding.FORMAT_KEY, encoding.FORMAT_VALUE)
+            log.info(
+                "bdb.format_upgraded",
+                path=str(self.home),
+                old=marker.decode(errors="replace"),
+                new=encoding.FORMAT_VALUE.decode(),
+            )
         elif marker != encoding.FORMAT_VALUE:
             raise StoreError(
                 f"the Berkeley DB store in {self.home} has format {marker!r}, this plugin "
@@ -211,8 +219,9 @@ class BDBStore:
         try:
             for message_id in message_ids:
                 key = encoding.message_key(vhost, queue, message_id)
-                if messages.get(key, txn=txn) == encoding.FRESH:
-                    messages.put(key, encoding.DELIVERED, txn=txn)
+                value = messages.get(key, txn=txn)
+                if value is not None and value[:1] == encoding.FRESH:
+                    messages.put(key, encoding.DELIVERED + value[1:], txn=txn)
         except db.DBLockDeadlockError:
             txn.abort()
             return  # best effort: the contract allows losing a delivered flag

@@ -3,8 +3,9 @@
 :class:`BatchWriter` gives the same result as the core's
 :class:`plugmq.store.state.StoredState` for every record: entities are replaced by key,
 ``ExchangeDeleted``/``QueueDeleted`` drop their bindings, ``QueueDeleted``/``QueuePurged``
-drop the queue's messages. A message body is stored once per message id with a reference count
-of the queues holding it; dropping the last reference deletes the body.
+drop the queue's messages. A small message is stored inline with each queue's entry; a large
+one's body is stored once per message id with a reference count of the queues holding it, and
+dropping the last reference deletes the body.
 """
 
 from __future__ import annotations
@@ -111,22 +112,38 @@ class BatchWriter:
     def _message_enqueued(self, record: MessageEnqueued) -> None:
         key = encoding.message_key(record.vhost, record.queue, record.message_id)
         flag = encoding.DELIVERED if record.redelivered else encoding.FRESH
+        inline = encoding.encode_queued(flag, record)
+        if inline is not None:
+            try:  # the common case: one B-tree insert
+                self._dbs.messages.put(key, inline, txn=self._txn, flags=db.DB_NOOVERWRITE)
+                return
+            except db.DBKeyExistError:
+                self._forget_entry(key, record.message_id)
+                self._dbs.messages.put(key, inline, txn=self._txn)
+                return
         id_key = encoding.pack_id(record.message_id)
-        already_here = self._dbs.messages.exists(key, txn=self._txn)
+        previous = self._dbs.messages.get(key, txn=self._txn)
+        if previous is not None and len(previous) > 1:  # was kept inline: drop that copy
+            previous = None
         self._dbs.messages.put(key, flag, txn=self._txn)
         refs = encoding.unpack_count(self._dbs.refs.get(id_key, txn=self._txn))
-        if not already_here:
+        if previous is None:
             self._dbs.refs.put(id_key, encoding.pack_count(refs + 1), txn=self._txn)
-        if refs == 0 or already_here:
+        if refs == 0 or previous is not None:
             self._dbs.bodies.put(id_key, encoding.encode_message(record), txn=self._txn)
 
     def _message_removed(self, record: MessageRemoved) -> None:
         key = encoding.message_key(record.vhost, record.queue, record.message_id)
-        try:  # one B-tree operation instead of exists() then delete()
-            self._dbs.messages.delete(key, txn=self._txn)
-        except db.DBNotFoundError:
+        self._forget_entry(key, record.message_id)
+
+    def _forget_entry(self, key: bytes, message_id: int) -> None:
+        """Delete one queue's entry of a message, and its shared body if it was the last."""
+        value = self._dbs.messages.get(key, txn=self._txn)
+        if value is None:
             return
-        self._unreference(record.message_id)
+        self._dbs.messages.delete(key, txn=self._txn)
+        if len(value) == 1:  # the body lives in bodies.db
+            self._unreference(message_id)
 
     def _drop_messages(self, vhost: str, queue: str, after_message_id: int = 0) -> None:
         """Drop the queue's messages with ids above ``after_message_id`` (all by default)."""
@@ -137,7 +154,8 @@ class BatchWriter:
             while item is not None and item[0].startswith(prefix):
                 _, message_id = encoding.split_message_key(item[0])
                 cursor.delete()
-                self._unreference(message_id)
+                if len(item[1]) == 1:  # not inline: the body is shared in bodies.db
+                    self._unreference(message_id)
                 item = cursor.next()
         finally:
             cursor.close()
