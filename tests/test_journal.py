@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 import trio
 
-from plugmq.journal import Journal
+from plugmq.journal import GATHER_SECONDS, Journal
 from plugmq.store.memory import MemoryStore
 from plugmq.store.records import MessageEnqueued, MessageRemoved, QueueDeclared, Record
 
@@ -75,3 +75,23 @@ async def test_removal_before_the_write_cancels_the_enqueue() -> None:
     written = [record for batch in store.batches for record in batch]
     assert written == [QueueDeclared("/", "q"), enqueued(2), MessageRemoved("/", "q", 2)]
     assert journal.annihilated == 1
+
+
+async def test_writer_gathers_only_while_consumers_cancel_enqueues(autojump_clock) -> None:
+    store = RecordingStore()
+    journal = Journal(store)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(journal.run)
+        journal.append(enqueued(1))
+        started = trio.current_time()
+        await journal.flush()
+        assert trio.current_time() - started < GATHER_SECONDS, "nothing cancelled: no wait"
+
+        journal.append(enqueued(2))
+        assert journal.remove_message("/", "q", 2)
+        journal.append(enqueued(3))
+        started = trio.current_time()
+        await journal.flush()
+        assert trio.current_time() - started >= GATHER_SECONDS
+        nursery.cancel_scope.cancel()
+    assert store.batches == [[enqueued(1)], [enqueued(3)]]

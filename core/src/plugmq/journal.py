@@ -26,6 +26,11 @@ log = structlog.get_logger("plugmq.journal")
 
 #: Upper bound of records per store transaction; keeps one commit's latency bounded.
 MAX_BATCH = 5000
+#: While consumers acknowledge persistent messages before they are written, the writer waits
+#: this long before taking a batch, so that more enqueue/removal pairs cancel out and are
+#: never written (RabbitMQ's message store likewise syncs on an interval). Publishes nobody
+#: consumes are then confirmed up to this much later; without cancellations it never waits.
+GATHER_SECONDS = 0.010
 
 
 class Journal:
@@ -108,10 +113,14 @@ class Journal:
         task_status.started()
         if not self.enabled:
             await trio.sleep_forever()
+        cancelled = self.annihilated
         while True:
             if not self._pending and not self._delivered:
                 self._wake = trio.Event()
                 await self._wake.wait()
+            if self.annihilated != cancelled:  # consumers keep up: let more pairs cancel
+                await trio.sleep(GATHER_SECONDS)
+            cancelled = self.annihilated
             await self._write_one_batch()
 
     async def _write_one_batch(self) -> None:
