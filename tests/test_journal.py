@@ -91,7 +91,9 @@ async def test_writer_gathers_only_while_consumers_cancel_enqueues(autojump_cloc
         assert journal.remove_message("/", "q", 2)
         journal.append(enqueued(3))
         started = trio.current_time()
+        await trio.sleep(GATHER_SECONDS / 2)
+        journal.append(enqueued(4))  # arrived during the wait: waits for the next batch
         await journal.flush()
         assert trio.current_time() - started >= GATHER_SECONDS
         nursery.cancel_scope.cancel()
-    assert store.batches == [[enqueued(1)], [enqueued(3)]]
+    assert store.batches == [[enqueued(1)], [enqueued(3)], [enqueued(4)]]

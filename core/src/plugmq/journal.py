@@ -26,10 +26,11 @@ log = structlog.get_logger("plugmq.journal")
 
 #: Upper bound of records per store transaction; keeps one commit's latency bounded.
 MAX_BATCH = 5000
-#: While consumers acknowledge persistent messages before they are written, the writer waits
-#: this long before taking a batch, so that more enqueue/removal pairs cancel out and are
-#: never written (RabbitMQ's message store likewise syncs on an interval). Publishes nobody
-#: consumes are then confirmed up to this much later; without cancellations it never waits.
+#: While consumers acknowledge persistent messages before they are written, every record waits
+#: at least this long before the writer takes it, so that more enqueue/removal pairs cancel
+#: out and are never written (RabbitMQ's message store likewise syncs on an interval).
+#: Publishes nobody consumes are then confirmed that much later; without cancellations the
+#: writer takes records at once.
 GATHER_SECONDS = 0.010
 
 
@@ -118,14 +119,18 @@ class Journal:
             if not self._pending and not self._delivered:
                 self._wake = trio.Event()
                 await self._wake.wait()
-            if self.annihilated != cancelled:  # consumers keep up: let more pairs cancel
+            limit = MAX_BATCH
+            if self.annihilated != cancelled:
+                # Consumers keep up: write only what is here now, after GATHER_SECONDS, so
+                # every record waits that long for its removal to cancel it.
+                limit = min(limit, len(self._pending))
                 await trio.sleep(GATHER_SECONDS)
             cancelled = self.annihilated
-            await self._write_one_batch()
+            await self._write_one_batch(limit)
 
-    async def _write_one_batch(self) -> None:
-        batch = self._pending[:MAX_BATCH]
-        del self._pending[:MAX_BATCH]
+    async def _write_one_batch(self, limit: int = MAX_BATCH) -> None:
+        batch = self._pending[:limit]
+        del self._pending[:limit]
         self._forget_unwritten(len(batch))
         delivered, self._delivered = self._delivered, {}
         # Shielded: a batch handed to the store must finish and be accounted for even if the
