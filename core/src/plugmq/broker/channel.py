@@ -75,6 +75,8 @@ class Channel:
         self._waiting_confirms: deque[tuple[int, int, Message]] = deque()
         #: Tags settled while an earlier publish still waits for the store.
         self._early_confirms: list[int] = []
+        #: True while a journal callback is registered for the oldest waiting publish.
+        self._awaiting_durable = False
         self._confirmed_upto = 0
         self._confirms_sent_upto = 0
         #: Publish tags refused by a queue (reject-publish), to be nacked in order.
@@ -225,11 +227,23 @@ class Channel:
         if journal_seq > 0:
             message.confirm_channel = self
             message.confirm_tag = tag
-        journal.when_durable(journal_seq, self._on_durable)
+        if not self._awaiting_durable:
+            self._awaiting_durable = True
+            journal.when_durable(journal_seq, self._on_durable)
 
     def _on_durable(self) -> None:
+        """The journal reached the awaited publish: confirm what is due, await the next one.
+
+        One callback per channel is registered at a time (not one per publish): publishes
+        are awaited in order, so the oldest waiting one is all the journal needs to know.
+        """
+        self._awaiting_durable = False
         if self._advance_confirms() and not self.closing:
             self.flush_confirms()
+        waiting = self._waiting_confirms
+        if waiting and not self.closing:
+            self._awaiting_durable = True
+            self.vhost.journal.when_durable(waiting[0][1], self._on_durable)
 
     def message_settled(self, message: Message) -> None:
         """A message this channel waits to confirm was consumed before it reached the store.
