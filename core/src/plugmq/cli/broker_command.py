@@ -11,6 +11,7 @@ import structlog
 import trio
 import typer
 
+from plugmq import gc_tuning
 from plugmq.broker.broker import Broker
 from plugmq.cli.common import AutoloadOption, LoadModuleOption
 from plugmq.config import Config, ConfigError, Option, OptionRegistry, load_config_file
@@ -126,10 +127,17 @@ def _report(error: BaseException) -> None:
 
 
 async def _serve(broker: Broker) -> None:
+    gc_tuning.tune_for_broker()
     async with trio.open_nursery() as nursery:
         nursery.start_soon(broker.stop_on_signals)
+        nursery.start_soon(_freeze_when_active, broker)
         await broker.run()
         nursery.cancel_scope.cancel()
+
+
+async def _freeze_when_active(broker: Broker) -> None:
+    await broker.active.wait()
+    gc_tuning.freeze_startup_objects()
 
 
 def _fail(message: str, code: int = 2) -> None:
