@@ -36,3 +36,31 @@ class Dialer(Protocol):
     async def dial(self, host: str, port: int) -> trio.abc.Stream:
         """Connect to ``host:port``. Raise ``OSError`` when the peer cannot be reached."""
         ...
+
+
+@runtime_checkable
+class DirectStream(Protocol):
+    """Optional capability of a stream: move bytes now, without a trip through the scheduler.
+
+    A broker connection whose stream offers this sends its output straight from the task that
+    produced it when the socket takes it at once, and reads as soon as the stream is readable
+    without the extra checkpoint of ``receive_some``; whatever would block still goes through
+    ``send_all`` (so a stream without this capability, like RDMA's, works unchanged).
+
+    The caller must not call :meth:`try_send` while a ``send_all`` is running, nor
+    :meth:`try_receive` while a ``receive_some`` is. Errors follow trio's stream contract:
+    ``trio.BrokenResourceError`` when the peer is gone, ``trio.ClosedResourceError`` after
+    this side closed the stream.
+    """
+
+    def try_send(self, data: bytes | memoryview) -> int:
+        """Send as much of ``data`` as fits without waiting; the byte count (maybe 0)."""
+        ...
+
+    def try_receive(self, max_bytes: int) -> bytes | None:
+        """Up to ``max_bytes`` bytes available now, ``b""`` at end of stream, None if none yet."""
+        ...
+
+    async def wait_readable(self) -> None:
+        """Return once :meth:`try_receive` may find data (or the end of the stream)."""
+        ...

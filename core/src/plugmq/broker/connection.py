@@ -1,12 +1,16 @@
 """A client connection: negotiation, frame dispatch, batched output, heartbeats, errors.
 
-One reader task parses everything a ``receive_some`` returned and runs the handlers
-synchronously; their output accumulates in a buffer that one writer task sends with a single
-``send_all``. A busy connection therefore costs one wake-up per read and per write, not per
-frame. When the output buffer is above a high-water mark the connection stops taking
-deliveries (consumers are "not ready") and stops reading until the peer has read enough for
-deliveries to resume, so a peer that does not read cannot make the broker grow without bound
-(not even by publishing into queues that only it consumes).
+One reader task parses everything a read returned and runs the handlers synchronously (a
+*batch*); their output, for this connection or any other, accumulates in per-connection
+buffers. When the stream offers :class:`plugmq.transport.DirectStream` (TCP does), each buffer
+filled during a batch is sent at its end with one non-blocking send, from the reader's task;
+what the socket does not take, and output made outside a batch (timers, the journal), goes to
+the connection's writer task, the only one that awaits ``send_all``. A busy connection
+therefore costs one wake-up per read and at most one per write, not per frame, and an idle
+one answers a read without a task switch. When the output buffer is above a high-water mark
+the connection stops taking deliveries (consumers are "not ready") and stops reading until the
+peer has read enough for deliveries to resume, so a peer that does not read cannot make the
+broker grow without bound (not even by publishing into queues that only it consumes).
 
 :meth:`Connection._fail` is the one place where exceptions become channel.close or
 connection.close frames.
@@ -16,6 +20,7 @@ from __future__ import annotations
 
 import ipaddress
 import itertools
+import threading
 from typing import TYPE_CHECKING, Any
 
 import structlog
@@ -37,6 +42,7 @@ from plugmq.amqp.errors import (
 )
 from plugmq.amqp.frames import HEARTBEAT_FRAME, FrameParser
 from plugmq.broker.channel import Channel
+from plugmq.transport import DirectStream
 
 if TYPE_CHECKING:
     from plugmq.access import Grant
@@ -54,6 +60,10 @@ READ_STOP_WATER = 8 << 20
 HANDSHAKE_TIMEOUT = 10.0
 #: Seconds to wait for connection.close-ok after sending connection.close.
 CLOSE_TIMEOUT = 2.0
+#: Bytes asked of the stream per read.
+RECEIVE_SIZE = 65536
+#: A read of at least this many bytes suggests more is waiting: read again before waiting.
+BUSY_READ = RECEIVE_SIZE // 4
 
 _ids = itertools.count(1)
 
@@ -67,6 +77,37 @@ _CHANNEL_OPEN = commands.Channel.Open.index  # type: ignore[attr-defined]
 
 class _Closed(Exception):
     """Internal: the connection is finished (closed cleanly or dropped)."""
+
+
+class _Batch(threading.local):
+    """The connections given output while a reader runs the handlers of one read.
+
+    A batch is synchronous (no checkpoint between its start and end), so at most one is open
+    per thread; :func:`_end_batch` sends every listed connection's output at once.
+    """
+
+    #: True between :func:`_start_batch` and :func:`_end_batch`.
+    active = False
+
+    def __init__(self) -> None:
+        self.pending: list[Connection] = []
+
+
+_batch = _Batch()
+
+
+def _start_batch() -> None:
+    _batch.active = True
+
+
+def _end_batch() -> None:
+    """Close the batch: each connection that got output sends it now (non-blocking)."""
+    _batch.active = False
+    pending = _batch.pending
+    if pending:
+        _batch.pending = []
+        for connection in pending:
+            connection._send_now()
 
 
 class Connection:
@@ -96,6 +137,15 @@ class Connection:
         self._out: list[bytes] = []
         self._out_size = 0
         self._sending = False
+        #: The stream's non-blocking side (None: everything goes through send_all and
+        #: receive_some). Sending directly stops at the first error; the writer reports it.
+        direct = stream if isinstance(stream, DirectStream) else None
+        self._direct_out: DirectStream | None = direct
+        self._direct_in: DirectStream | None = direct
+        #: Listed in the open batch (its output is sent when the batch ends).
+        self._in_batch = False
+        #: The last read was big: read again before waiting for the stream to be readable.
+        self._busy_read = False
         self._wake = trio.Event()
         self._drained = trio.Event()
         self._closing = False
@@ -107,8 +157,6 @@ class Connection:
         self._dirty_confirms: list[Channel] = []
         #: Frames read during the handshake but not consumed yet (clients pipeline steps).
         self._handshake_frames: list[tuple[int, int, bytes]] = []
-        self._last_received = trio.current_time()
-        self._last_sent = trio.current_time()
         self.writable = True
         #: Set when deliveries resume: the peer has read what we sent (see _wait_resumed).
         self._resumed = trio.Event()
@@ -121,12 +169,53 @@ class Connection:
     # -- output --------------------------------------------------------------------------------
 
     def send(self, data: bytes) -> None:
-        """Queue bytes for the writer task."""
+        """Queue bytes: sent when the open batch ends, or else by the writer task."""
         self._out.append(data)
         self._out_size += len(data)
         if self._out_size > DELIVERY_HIGH_WATER:
             self.writable = False
+        if self._in_batch:
+            return
+        if _batch.active and self._direct_out is not None and not self._sending:
+            self._in_batch = True
+            _batch.pending.append(self)
+        else:
+            self._wake.set()
+
+    def _send_now(self) -> None:
+        """Send the queued output without waiting; what the socket does not take, the writer does.
+
+        Called when a batch ends. The writer is not sending (else this connection would not be
+        in the batch), so nothing it sends can overtake or interleave with this.
+        """
+        self._in_batch = False
+        out = self._out
+        if not out:
+            return
+        if self._sending or not self.writable:  # over the high-water mark: the writer's job
+            self._wake.set()
+            return
+        data = out[0] if len(out) == 1 else b"".join(out)
+        sent = self._try_send(data)
+        if sent == len(data):
+            out.clear()
+            self._out_size = 0
+            self._drained.set()
+            return
+        out.clear()
+        out.append(data[sent:])
+        self._out_size = len(data) - sent
         self._wake.set()
+
+    def _try_send(self, data: bytes) -> int:
+        """Bytes of ``data`` the stream took at once (0 after an error, left to the writer)."""
+        try:
+            sent = self._direct_out.try_send(data)  # type: ignore[union-attr]
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            self._direct_out = None
+            return 0
+        self.bytes_sent += sent
+        return sent
 
     def confirms_pending(self, channel: Channel) -> None:
         """``channel`` has confirms to send once the current read is processed."""
@@ -145,27 +234,28 @@ class Connection:
         self._dirty_confirms.clear()
 
     async def _writer(self) -> None:
-        """The only task that sends on the stream."""
+        """Send what the batches did not: the only task that awaits ``send_all``."""
         while True:
-            if not self._out and not self._dirty_confirms:
-                self._wake = trio.Event()
-                await self._wake.wait()
             if self._dirty_confirms:
                 self._flush_confirms()
-                if not self._out:
-                    continue
-            data = b"".join(self._out)
-            self._out.clear()
-            self._out_size = 0
-            self._sending = True
-            await self.stream.send_all(data)
-            self._sending = False
-            self.bytes_sent += len(data)
-            self._last_sent = trio.current_time()
             if not self._out:
-                self._drained.set()
-            if not self.writable and self._out_size < DELIVERY_HIGH_WATER // 2:
-                self._resume_deliveries()
+                self._wake = trio.Event()
+                await self._wake.wait()
+                continue
+            await self._send_queued()
+
+    async def _send_queued(self) -> None:
+        data = b"".join(self._out)
+        self._out.clear()
+        self._out_size = 0
+        self._sending = True
+        await self.stream.send_all(data)
+        self._sending = False
+        self.bytes_sent += len(data)
+        if not self._out:
+            self._drained.set()
+        if not self.writable and self._out_size < DELIVERY_HIGH_WATER // 2:
+            self._resume_deliveries()
 
     def _resume_deliveries(self) -> None:
         self.writable = True
@@ -381,15 +471,35 @@ class Connection:
             return args
 
     async def _read_frames(self) -> list:
-        data = await self.stream.receive_some(65536)
+        data = await self._receive()
         if not data:
             # The peer closed its socket without connection.close (killed, or a careless
             # client): worth a line, as unacked messages are requeued because of it.
             self.log.info("connection_lost", state=self._state, reason="peer closed the socket")
             raise _Closed
         self.bytes_received += len(data)
-        self._last_received = trio.current_time()
         return self.parser.feed(data)
+
+    async def _receive(self) -> bytes:
+        """The next bytes from the peer (``b""`` at its end).
+
+        On a :class:`DirectStream` an idle connection waits for readability and then reads,
+        rather than reading, failing, waiting and reading again; a busy one (the last read
+        was big) reads at once after a checkpoint, as ``receive_some`` would.
+        """
+        direct = self._direct_in
+        if direct is None:
+            return await self.stream.receive_some(RECEIVE_SIZE)
+        if self._busy_read:
+            await trio.lowlevel.checkpoint()
+            data = direct.try_receive(RECEIVE_SIZE)
+        else:
+            data = None
+        while data is None:
+            await direct.wait_readable()
+            data = direct.try_receive(RECEIVE_SIZE)
+        self._busy_read = len(data) >= BUSY_READ
+        return data
 
     def _authenticate(self, start_ok: commands.Connection.StartOk) -> None:
         self.client_properties = start_ok.client_properties or {}
@@ -492,20 +602,25 @@ class Connection:
                 await self._wait_while_blocked()
         finally:
             self._reading_paused = False
-            self._last_received = trio.current_time()
 
     async def _read_loop(self) -> None:
-        for frame in self._handshake_frames:
-            self._dispatch(frame)
-        self._handshake_frames.clear()
+        frames, self._handshake_frames = self._handshake_frames, []
+        self._run_batch(frames)
         while True:
             if self._must_pause_reading():
                 await self._pause_reading()
-            frames = await self._read_frames()
+            self._run_batch(await self._read_frames())
+
+    def _run_batch(self, frames: list[tuple[int, int, bytes]]) -> None:
+        """Handle the frames of one read; then every connection sends what it got meanwhile."""
+        _start_batch()
+        try:
             for frame in frames:
                 self._dispatch(frame)
             if self._dirty_confirms:
                 self._flush_confirms()
+        finally:
+            _end_batch()
 
     async def _wait_resumed(self) -> None:
         """Stop reading until deliveries to this peer resume (it read what we sent).
@@ -614,15 +729,26 @@ class Connection:
     # -- heartbeats ------------------------------------------------------------------------------
 
     async def _heartbeats(self) -> None:
+        """Send a heartbeat after an interval with nothing sent; drop a peer silent too long.
+
+        As RabbitMQ's rabbit_heartbeat, activity is seen in the byte counters at each tick
+        (half the heartbeat), so reads and writes never look at the clock. While reading is
+        paused the peer's frames wait unread in the socket, so it counts as heard.
+        """
         if not self.heartbeat:
             return
         interval = self.heartbeat / 2
+        sent, received = self.bytes_sent, self.bytes_received
+        heard_at = trio.current_time()
         while True:
             await trio.sleep(interval)
             now = trio.current_time()
-            if now - self._last_sent >= interval:
+            if self.bytes_sent == sent:
                 self.send(HEARTBEAT_FRAME)
-            if not self._reading_paused and now - self._last_received > 2 * self.heartbeat:
+            sent = self.bytes_sent
+            if self.bytes_received != received or self._reading_paused:
+                received, heard_at = self.bytes_received, now
+            elif now - heard_at > 2 * self.heartbeat:
                 self.log.warning("missed_heartbeats", timeout=self.heartbeat)
                 await trio.aclose_forcefully(self.stream)
                 return

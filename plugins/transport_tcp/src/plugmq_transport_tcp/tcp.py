@@ -7,6 +7,8 @@ from collections.abc import Sequence
 
 import trio
 
+from plugmq_transport_tcp.stream import TCPListener
+
 
 class TCPListenerFactory:
     """Opens TCP listeners on an interface and port (``--interface``, ``--port``)."""
@@ -18,8 +20,12 @@ class TCPListenerFactory:
         self.port = port
         self.backlog = backlog
 
-    async def open(self) -> Sequence[trio.SocketListener]:
-        """Bind; raises OSError with the address when the port is taken."""
+    async def open(self) -> Sequence[TCPListener]:
+        """Bind; raises OSError with the address when the port is taken.
+
+        Accepted connections are :class:`~plugmq_transport_tcp.stream.TCPStream` objects, whose
+        non-blocking fast path (:class:`plugmq.transport.DirectStream`) the broker uses.
+        """
         try:
             listeners = await trio.open_tcp_listeners(
                 self.port, host=self.host or None, backlog=self.backlog
@@ -30,7 +36,7 @@ class TCPListenerFactory:
             ) from error
         for listener in listeners:
             listener.socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        return listeners
+        return [TCPListener(listener) for listener in listeners]
 
     def describe(self, listener: trio.abc.Listener[trio.abc.Stream]) -> str:
         """``tcp://host:port`` of the bound socket (the real port when 0 was asked)."""
