@@ -20,8 +20,8 @@ class TCPStream(trio.abc.HalfCloseableStream):
 
     ``send_all``, ``receive_some`` and the rest are the wrapped stream's. The direct calls
     work on the socket's file descriptor, which the stream owns: only :meth:`aclose` closes
-    the socket, and it forgets the number first, so a number reused by a newer socket is
-    never read from or written to.
+    the socket, and it forgets the number first (-1, which the system calls refuse with
+    EBADF), so a number reused by a newer socket is never read from or written to.
     """
 
     def __init__(self, stream: trio.SocketStream) -> None:
@@ -58,7 +58,7 @@ class TCPStream(trio.abc.HalfCloseableStream):
     def try_send(self, data: bytes | memoryview) -> int:
         """Send what the socket takes now; 0 when it is full."""
         try:
-            return os.write(self._fileno(), data)
+            return os.write(self._fd, data)
         except BlockingIOError:
             return 0
         except OSError as error:
@@ -67,7 +67,7 @@ class TCPStream(trio.abc.HalfCloseableStream):
     def try_receive(self, max_bytes: int) -> bytes | None:
         """Bytes the socket holds now, ``b""`` at end of stream, None when it holds none."""
         try:
-            return os.read(self._fileno(), max_bytes)
+            return os.read(self._fd, max_bytes)
         except BlockingIOError:
             return None
         except OSError as error:
@@ -75,12 +75,9 @@ class TCPStream(trio.abc.HalfCloseableStream):
 
     async def wait_readable(self) -> None:
         """Wait until the socket is readable (``ClosedResourceError`` if it gets closed)."""
-        await trio.lowlevel.wait_readable(self._fileno())
-
-    def _fileno(self) -> int:
         if self._fd == -1:
             raise trio.ClosedResourceError("this socket was already closed")
-        return self._fd
+        await trio.lowlevel.wait_readable(self._fd)
 
 
 class TCPListener(trio.abc.Listener[TCPStream]):
