@@ -11,7 +11,8 @@ from plugmq import hookspecs
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
 HOOKS = sorted(
-    name for name, value in inspect.getmembers(hookspecs, inspect.isfunction)
+    name
+    for name, value in inspect.getmembers(hookspecs, inspect.isfunction)
     if name.startswith("plugmq_")
 )
 

@@ -55,8 +55,15 @@ def test_port_in_use_is_one_clear_error(tmp_path: Path) -> None:
     first = broker_process(tmp_path, "--store", "memory").start()
     try:
         result = plugmq(
-            "broker", "--store", "memory", "--interface", "127.0.0.1",
-            "--port", str(first.port), "--data-dir", str(tmp_path / "second"),
+            "broker",
+            "--store",
+            "memory",
+            "--interface",
+            "127.0.0.1",
+            "--port",
+            str(first.port),
+            "--data-dir",
+            str(tmp_path / "second"),
         )
         assert_one_line_error(result, f"cannot listen on 127.0.0.1:{first.port}")
     finally:
@@ -68,9 +75,7 @@ def test_config_file_sets_values_and_flags_win(tmp_path: Path) -> None:
     config.write_text('store = "memory"\nheartbeat = 7\ncluster-name = "from-file"\n')
     process = broker_process(tmp_path, "--config", str(config), "--heartbeat", "9").start()
     try:
-        connection = pika.BlockingConnection(
-            pika.ConnectionParameters("127.0.0.1", process.port)
-        )
+        connection = pika.BlockingConnection(pika.ConnectionParameters("127.0.0.1", process.port))
         properties = connection._impl.server_properties
         heartbeat = connection._impl.params.heartbeat
         connection.close()

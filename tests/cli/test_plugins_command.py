@@ -13,7 +13,9 @@ EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "random_exchange.py
 def test_plugins_json_lists_installed_and_loaded_modules() -> None:
     result = subprocess.run(
         [sys.executable, "-m", "plugmq", "plugins", "--json", "--load-module", str(EXAMPLE)],
-        capture_output=True, text=True, timeout=60,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert result.returncode == 0, result.stderr
     plugins = {entry["name"]: entry for entry in json.loads(result.stdout)}

@@ -200,8 +200,13 @@ def test_basic_get_ack_reject(shared_broker: BrokerProcess) -> None:
             with pytest.raises(aio_pika.exceptions.QueueEmpty):
                 await queue.get()
             await channel.default_exchange.publish(
-                Message(b"payload", content_type="text/plain", correlation_id="c1",
-                        delivery_mode=DeliveryMode.PERSISTENT, priority=3),
+                Message(
+                    b"payload",
+                    content_type="text/plain",
+                    correlation_id="c1",
+                    delivery_mode=DeliveryMode.PERSISTENT,
+                    priority=3,
+                ),
                 queue.name,
             )
             message = await queue.get()
@@ -532,9 +537,7 @@ def test_broker_shutdown_closes_the_connection(broker: BrokerProcess) -> None:
         channel = await connection.channel()
         await channel.declare_queue(exclusive=True)
         closed: asyncio.Future = asyncio.get_running_loop().create_future()
-        connection.close_callbacks.add(
-            lambda _sender, exc: closed.done() or closed.set_result(exc)
-        )
+        connection.close_callbacks.add(lambda _sender, exc: closed.done() or closed.set_result(exc))
         stopping = asyncio.get_running_loop().run_in_executor(None, broker.stop)
         reason = await closed
         assert await stopping == 0

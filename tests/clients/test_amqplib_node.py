@@ -29,8 +29,11 @@ def node_client() -> Path:
     if not (NODE_DIR / "node_modules" / "amqplib").is_dir():
         command = "ci" if (NODE_DIR / "package-lock.json").exists() else "install"
         done = subprocess.run(
-            [npm, command, "--no-audit", "--no-fund"], cwd=NODE_DIR, capture_output=True,
-            text=True, timeout=INSTALL_TIMEOUT,
+            [npm, command, "--no-audit", "--no-fund"],
+            cwd=NODE_DIR,
+            capture_output=True,
+            text=True,
+            timeout=INSTALL_TIMEOUT,
         )
         assert done.returncode == 0, f"npm {command} failed:\n{done.stdout}\n{done.stderr}"
     return Path(node)
@@ -39,7 +42,10 @@ def node_client() -> Path:
 def run_script(node: Path, script: str, *args: str) -> dict:
     """Run a script from ``node/`` and return the JSON object it printed last."""
     done = subprocess.run(
-        [str(node), script, *args], cwd=NODE_DIR, capture_output=True, text=True,
+        [str(node), script, *args],
+        cwd=NODE_DIR,
+        capture_output=True,
+        text=True,
         timeout=RUN_TIMEOUT,
     )
     assert done.returncode == 0, f"{script} failed ({done.returncode}):\n{done.stderr}"

@@ -109,9 +109,24 @@ def celery_worker(
     environment = {**os.environ, "PLUGMQ_CELERY_BROKER": broker_url, "PYTHONPATH": str(tmp_path)}
     with log_path.open("wb") as log_file:
         worker = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "tasks", "worker", "--pool=solo", "-c", "1",
-             "--loglevel=INFO", "--hostname", f"plugmq-test-{os.getpid()}@%h"],
-            cwd=tmp_path, env=environment, stdout=log_file, stderr=subprocess.STDOUT,
+            [
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "tasks",
+                "worker",
+                "--pool=solo",
+                "-c",
+                "1",
+                "--loglevel=INFO",
+                "--hostname",
+                f"plugmq-test-{os.getpid()}@%h",
+            ],
+            cwd=tmp_path,
+            env=environment,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
         )
     try:
         wait_for_ready(worker, log_path)

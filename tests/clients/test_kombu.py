@@ -42,16 +42,19 @@ def test_producer_consumer_round_trip(shared_broker: BrokerProcess) -> None:
         received: list[tuple] = []
 
         def on_message(body, message) -> None:
-            received.append((body, message.delivery_info["routing_key"],
-                             message.content_type, message.headers))
+            received.append(
+                (body, message.delivery_info["routing_key"], message.content_type, message.headers)
+            )
             message.ack()
 
-        with Consumer(connection.channel(), [queue], callbacks=[on_message],
-                      prefetch_count=2):
+        with Consumer(connection.channel(), [queue], callbacks=[on_message], prefetch_count=2):
             for number in range(5):
                 producer.publish(
-                    {"n": number, "text": "héllo"}, routing_key=f"jobs.{number}",
-                    serializer="json", headers={"attempt": number}, declare=[queue],
+                    {"n": number, "text": "héllo"},
+                    routing_key=f"jobs.{number}",
+                    serializer="json",
+                    headers={"attempt": number},
+                    declare=[queue],
                 )
             producer.publish({"n": "skipped"}, routing_key="other.key", serializer="json")
             drain_until(connection, received, 5)
@@ -62,8 +65,13 @@ def test_producer_consumer_round_trip(shared_broker: BrokerProcess) -> None:
 
 
 def test_requeue_and_reject(shared_broker: BrokerProcess) -> None:
-    queue = Queue(unique("requeue"), Exchange(unique("direct"), type="direct"), routing_key="r",
-                  auto_delete=False, durable=False)
+    queue = Queue(
+        unique("requeue"),
+        Exchange(unique("direct"), type="direct"),
+        routing_key="r",
+        auto_delete=False,
+        durable=False,
+    )
     with Connection(kombu_url(shared_broker), connect_timeout=TIMEOUT) as connection:
         channel = connection.channel()
         bound = queue(channel)
@@ -109,8 +117,12 @@ def test_simple_buffer_and_reconnect(shared_broker: BrokerProcess) -> None:
     with Connection(kombu_url(shared_broker), connect_timeout=TIMEOUT) as connection:
         connection.ensure_connection(max_retries=1)
         simple = connection.SimpleQueue(name + ".again")
-        simple.put(b"\x00\x01binary", serializer=None, content_type="application/data",
-                   content_encoding="binary")
+        simple.put(
+            b"\x00\x01binary",
+            serializer=None,
+            content_type="application/data",
+            content_encoding="binary",
+        )
         message = simple.get(timeout=TIMEOUT)
         assert message.body == b"\x00\x01binary"
         message.ack()
@@ -119,17 +131,30 @@ def test_simple_buffer_and_reconnect(shared_broker: BrokerProcess) -> None:
 
 
 def test_confirm_publish_and_returned_messages(shared_broker: BrokerProcess) -> None:
-    queue = Queue(unique("confirmed"), Exchange(unique("confirm-ex"), type="direct"),
-                  routing_key="yes", auto_delete=False, durable=False)
+    queue = Queue(
+        unique("confirmed"),
+        Exchange(unique("confirm-ex"), type="direct"),
+        routing_key="yes",
+        auto_delete=False,
+        durable=False,
+    )
     returned: list[tuple] = []
 
     def on_return(exception, exchange, routing_key, message) -> None:
-        returned.append((exception.reply_code, exception.reply_text, exchange, routing_key,
-                         json.loads(message.body)))
+        returned.append(
+            (
+                exception.reply_code,
+                exception.reply_text,
+                exchange,
+                routing_key,
+                json.loads(message.body),
+            )
+        )
 
     url = kombu_url(shared_broker)
-    with Connection(url, connect_timeout=TIMEOUT,
-                    transport_options={"confirm_publish": True}) as connection:
+    with Connection(
+        url, connect_timeout=TIMEOUT, transport_options={"confirm_publish": True}
+    ) as connection:
         channel = connection.channel()
         bound = queue(channel)
         bound.declare()

@@ -136,7 +136,9 @@ def test_all_exchange_types_and_exchange_bindings(shared_broker: BrokerProcess) 
         await channel.call("queue_bind", queues["fanout"], names["fanout"])
         await channel.call("queue_bind", queues["topic"], names["topic"], "*.orange.*")
         await channel.call(
-            "queue_bind", queues["headers"], names["headers"],
+            "queue_bind",
+            queues["headers"],
+            names["headers"],
             arguments={"x-match": "any", "colour": "blue", "size": 5},
         )
         # direct -> fanout: everything routed with key k2 on the direct exchange fans out too.
@@ -147,8 +149,12 @@ def test_all_exchange_types_and_exchange_bindings(shared_broker: BrokerProcess) 
         publish(names["fanout"], "ignored", b"fanout")
         publish(names["topic"], "quick.orange.rabbit", b"topic match")
         publish(names["topic"], "lazy.brown.fox", b"topic miss")
-        for text, headers in (("blue", {"colour": "blue"}), ("five", {"size": 5}),
-                              ("red", {"colour": "red"}), ("no headers", None)):
+        for text, headers in (
+            ("blue", {"colour": "blue"}),
+            ("five", {"size": 5}),
+            ("red", {"colour": "red"}),
+            ("no headers", None),
+        ):
             publish(names["headers"], "", text.encode(), BasicProperties(headers=headers))
         await channel.call("basic_qos", prefetch_count=0)  # a round trip: publishes are in
         assert await channel.drain(queues["direct"]) == [b"direct k1"]
@@ -203,13 +209,17 @@ def test_nack_requeue_and_basic_get(shared_broker: BrokerProcess) -> None:
         channel = await Channel.open(connection)
         queue = await channel.temporary_queue()
         assert await channel.get(queue) is None
-        properties = BasicProperties(content_type="application/json", headers={"n": 1},
-                                     message_id="m-1", delivery_mode=2)
+        properties = BasicProperties(
+            content_type="application/json", headers={"n": 1}, message_id="m-1", delivery_mode=2
+        )
         channel.pika.basic_publish("", queue, b'{"a": 1}', properties)
         method, props, payload = await channel.get(queue)
         assert payload == b'{"a": 1}' and not method.redelivered
         assert (props.content_type, props.headers, props.message_id, props.delivery_mode) == (
-            "application/json", {"n": 1}, "m-1", 2
+            "application/json",
+            {"n": 1},
+            "m-1",
+            2,
         )
         assert method.message_count == 0
         channel.pika.basic_nack(method.delivery_tag, requeue=True)
@@ -245,8 +255,10 @@ def test_consumer_cancel_and_queue_deleted_under_consumer(shared_broker: BrokerP
         queue = await channel.temporary_queue()
         deliveries: asyncio.Queue = asyncio.Queue()
         tag = await channel.call(
-            "basic_consume", queue,
-            lambda _ch, _method, _props, body: deliveries.put_nowait(body), auto_ack=True,
+            "basic_consume",
+            queue,
+            lambda _ch, _method, _props, body: deliveries.put_nowait(body),
+            auto_ack=True,
         )
         channel.pika.basic_publish("", queue, b"first")
         assert await deliveries.get() == b"first"
@@ -260,8 +272,10 @@ def test_consumer_cancel_and_queue_deleted_under_consumer(shared_broker: BrokerP
         shared = unique("deleted")
         await channel.call("queue_declare", shared)
         consume_ok = await channel.call(
-            "basic_consume", shared,
-            lambda _ch, _method, _props, body: deliveries.put_nowait(body), auto_ack=True,
+            "basic_consume",
+            shared,
+            lambda _ch, _method, _props, body: deliveries.put_nowait(body),
+            auto_ack=True,
         )
         other = await Channel.open(connection)
         channel.pika.basic_publish("", shared, b"before delete")

@@ -147,7 +147,9 @@ def test_exclusive_queue_is_deleted_with_its_connection(shared_broker: BrokerPro
 
 def test_wrong_password_is_refused(shared_broker: BrokerProcess) -> None:
     parameters = pika.ConnectionParameters(
-        "127.0.0.1", shared_broker.port, credentials=pika.PlainCredentials("guest", "wrong"),
+        "127.0.0.1",
+        shared_broker.port,
+        credentials=pika.PlainCredentials("guest", "wrong"),
         connection_attempts=1,
     )
     with pytest.raises(pika.exceptions.ProbableAuthenticationError) as raised:
@@ -176,18 +178,24 @@ def test_headers_exchange_routes_on_all_and_any(shared_broker: BrokerProcess) ->
         match_all = channel.queue_declare("", exclusive=True).method.queue
         match_any = channel.queue_declare("", exclusive=True).method.queue
         binding = {"format": "pdf", "type": "report"}
-        channel.queue_bind(match_all, "test.blocking.headers", arguments={"x-match": "all",
-                                                                          **binding})
-        channel.queue_bind(match_any, "test.blocking.headers", arguments={"x-match": "any",
-                                                                          **binding})
+        channel.queue_bind(
+            match_all, "test.blocking.headers", arguments={"x-match": "all", **binding}
+        )
+        channel.queue_bind(
+            match_any, "test.blocking.headers", arguments={"x-match": "any", **binding}
+        )
         for text, headers in (
             ("both", {"format": "pdf", "type": "report", "extra": 1}),
             ("format only", {"format": "pdf"}),
             ("wrong value", {"format": "zip", "type": "log"}),
             ("no headers", None),
         ):
-            channel.basic_publish("test.blocking.headers", "ignored", text.encode(),
-                                  pika.BasicProperties(headers=headers))
+            channel.basic_publish(
+                "test.blocking.headers",
+                "ignored",
+                text.encode(),
+                pika.BasicProperties(headers=headers),
+            )
         assert drain(channel, match_all, 1) == [b"both"]
         assert drain(channel, match_any, 2) == [b"both", b"format only"]
         assert channel.basic_get(match_any)[0] is None

@@ -120,7 +120,8 @@ async def test_kill_9_under_load_never_loses_confirmed_messages(
         assert not missing, f"round {round_number}: {len(missing)} confirmed messages lost"
         assert not ledger.committed_acks & set(bodies), "an acknowledged message came back"
         not_flagged = [
-            body for body, redelivered in drained
+            body
+            for body, redelivered in drained
             if body in ledger.delivered_before_commit and not redelivered
         ]
         assert not not_flagged, f"{len(not_flagged)} redeliveries without the redelivered flag"

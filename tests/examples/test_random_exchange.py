@@ -17,8 +17,13 @@ EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "random_exchange.py
 @pytest.fixture
 def random_broker(tmp_path: Path) -> Iterator[BrokerProcess]:
     process = broker_process(
-        tmp_path, "--store", "memory", "--load-module", str(EXAMPLE),
-        "--random-exchange-seed", "7",
+        tmp_path,
+        "--store",
+        "memory",
+        "--load-module",
+        str(EXAMPLE),
+        "--random-exchange-seed",
+        "7",
     ).start()
     yield process
     process.stop()
@@ -27,7 +32,9 @@ def random_broker(tmp_path: Path) -> Iterator[BrokerProcess]:
 def test_flag_of_example_plugin_shows_in_help() -> None:
     result = subprocess.run(
         [sys.executable, "-m", "plugmq", "broker", "--load-module", str(EXAMPLE), "--help"],
-        capture_output=True, text=True, timeout=60,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert result.returncode == 0
     assert "--random-exchange-seed" in result.stdout

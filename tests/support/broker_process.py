@@ -38,9 +38,18 @@ class BrokerProcess:
     def start(self, timeout: float = START_TIMEOUT) -> BrokerProcess:
         """Start and wait for ``broker_active``; raise with the log tail if it does not come."""
         command = [
-            sys.executable, "-m", "plugmq", "broker",
-            "--interface", "127.0.0.1", "--port", "0", "--log-json",
-            "--data-dir", str(self.data_dir), *self.args,
+            sys.executable,
+            "-m",
+            "plugmq",
+            "broker",
+            "--interface",
+            "127.0.0.1",
+            "--port",
+            "0",
+            "--log-json",
+            "--data-dir",
+            str(self.data_dir),
+            *self.args,
         ]
         log_file = self.log_path.open("ab")
         self.events_seen = len(self.events())
@@ -54,7 +63,7 @@ class BrokerProcess:
     def _wait_active(self, timeout: float) -> int:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            for event in self.events()[self.events_seen:]:
+            for event in self.events()[self.events_seen :]:
                 if event.get("event") == "broker_active":
                     tcp = [a for a in event["listening"] if a.startswith("tcp://")]
                     return int(tcp[0].rsplit(":", 1)[1])

@@ -65,8 +65,9 @@ class MemoryMonitor:
 
     def _set(self, alarm: bool) -> None:
         self.alarm = alarm
-        log.warning("memory_alarm" if alarm else "memory_alarm_cleared", used=self.used,
-                    limit=self.limit)
+        log.warning(
+            "memory_alarm" if alarm else "memory_alarm_cleared", used=self.used, limit=self.limit
+        )
         if alarm:
             self.cleared = trio.Event()
         else:

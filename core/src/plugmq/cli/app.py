@@ -56,9 +56,7 @@ def _add_admin_commands(app: typer.Typer, admin: Admin) -> None:
     app.add_typer(make_stat_app(admin), name="stat", rich_help_panel="Administration")
     app.add_typer(make_user_app(admin), name="user", rich_help_panel="Administration")
     app.add_typer(make_vhost_app(admin), name="vhost", rich_help_panel="Administration")
-    app.add_typer(
-        make_permissions_app(admin), name="permissions", rich_help_panel="Administration"
-    )
+    app.add_typer(make_permissions_app(admin), name="permissions", rich_help_panel="Administration")
 
 
 def fail(message: str, code: int = 2) -> NoReturn:

@@ -100,7 +100,13 @@ def queue_messages(
             )
             found.append(
                 MessageEnqueued(
-                    vhost, queue, _U64.unpack(id_bytes)[0], exchange, routing_key, header, body,
+                    vhost,
+                    queue,
+                    _U64.unpack(id_bytes)[0],
+                    exchange,
+                    routing_key,
+                    header,
+                    body,
                     item[1] == encoding.DELIVERED,
                 )
             )
