@@ -19,16 +19,10 @@ class RecordingStore(MemoryStore):
     def __init__(self) -> None:
         super().__init__()
         self.batches: list[list[Record]] = []
-        #: (batches applied before the call, message ids) for each mark_delivered call.
-        self.marked: list[tuple[int, list[int]]] = []
 
     def apply(self, records: Sequence[Record]) -> None:
         self.batches.append(list(records))
         super().apply(records)
-
-    def mark_delivered(self, vhost: str, queue: str, message_ids: Sequence[int]) -> None:
-        self.marked.append((len(self.batches), list(message_ids)))
-        super().mark_delivered(vhost, queue, message_ids)
 
 
 def enqueued(message_id: int) -> MessageEnqueued:
@@ -103,21 +97,3 @@ async def test_writer_gathers_only_while_consumers_cancel_enqueues(autojump_cloc
         assert trio.current_time() - started >= GATHER_SECONDS
         nursery.cancel_scope.cancel()
     assert store.batches == [[enqueued(1)], [enqueued(3)], [enqueued(4)]]
-
-
-async def test_deliveries_are_marked_only_once_the_store_holds_the_message(autojump_clock) -> None:
-    store = RecordingStore()
-    journal = Journal(store)
-    async with trio.open_nursery() as nursery:
-        await nursery.start(journal.run)
-        for message_id in (1, 2):
-            journal.append(enqueued(message_id))
-            journal.note_delivered("/", "q", message_id)
-        assert journal.remove_message("/", "q", 2)  # acked in time: never stored, never marked
-        await trio.sleep(GATHER_SECONDS / 2)
-        journal.append(enqueued(3))  # during the gather: written with the next batch
-        journal.note_delivered("/", "q", 3)
-        await journal.flush()
-        nursery.cancel_scope.cancel()
-    assert store.batches == [[enqueued(1)], [enqueued(3)]]
-    assert store.marked == [(1, [1]), (2, [3])]

@@ -51,9 +51,7 @@ class Journal:
         self._wake = trio.Event()
         #: The store is called from one thread at a time: batches and paging reads take turns.
         self._store_lock = trio.Lock()
-        #: Deliveries to tell the store about, per (vhost, queue): message ids in order (a dict
-        #: as an ordered set, so a cancelled enqueue's delivery is dropped in O(1)).
-        self._delivered: dict[tuple[str, str], dict[int, None]] = {}
+        self._delivered: dict[tuple[str, str], list[int]] = {}
         self.batches_written = 0
         self.records_written = 0
 
@@ -84,9 +82,6 @@ class Journal:
         if index is not None:
             self._pending[index] = None
             self.annihilated += 1
-            delivered = self._delivered.get((vhost, queue))
-            if delivered:
-                delivered.pop(message_id, None)  # nothing in the store to mark
             return True
         self.append(MessageRemoved(vhost, queue, message_id))
         return False
@@ -94,7 +89,7 @@ class Journal:
     def note_delivered(self, vhost: str, queue: str, message_id: int) -> None:
         """Tell the store (lazily, with the next batch) that a stored message was delivered."""
         if self.enabled:
-            self._delivered.setdefault((vhost, queue), {})[message_id] = None
+            self._delivered.setdefault((vhost, queue), []).append(message_id)
             self._wake.set()
 
     def when_durable(self, seq: int, callback: Callable[[], None]) -> None:
@@ -137,7 +132,7 @@ class Journal:
         batch = self._pending[:limit]
         del self._pending[:limit]
         self._forget_unwritten(len(batch))
-        delivered = self._take_delivered()
+        delivered, self._delivered = self._delivered, {}
         # Shielded: a batch handed to the store must finish and be accounted for even if the
         # broker is shutting down, or confirms could be sent for records never written.
         with trio.CancelScope(shield=True):
@@ -156,25 +151,6 @@ class Journal:
         self._unwritten_enqueues = {
             key: index - taken for key, index in self._unwritten_enqueues.items() if index >= taken
         }
-
-    def _take_delivered(self) -> dict[tuple[str, str], list[int]]:
-        """The deliveries to mark with this batch: those whose message the store will hold.
-
-        A delivery of a message whose enqueue is still pending (left for a later batch by the
-        gather) waits for that batch, or the store would look for the message before it exists.
-        """
-        delivered, self._delivered = self._delivered, {}
-        unwritten = self._unwritten_enqueues
-        taken: dict[tuple[str, str], list[int]] = {}
-        for (vhost, queue), message_ids in delivered.items():
-            if unwritten:
-                later = [i for i in message_ids if (vhost, queue, i) in unwritten]
-                if later:
-                    self._delivered[(vhost, queue)] = dict.fromkeys(later)
-                    message_ids = [i for i in message_ids if (vhost, queue, i) not in unwritten]
-            if message_ids:
-                taken[(vhost, queue)] = list(message_ids)
-        return taken
 
     def _write(
         self, batch: list[Record | None], delivered: dict[tuple[str, str], list[int]]
