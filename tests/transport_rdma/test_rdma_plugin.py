@@ -66,9 +66,8 @@ def test_plugmq_dialer_serves_amqp_rdma_only() -> None:
     assert plugin.plugmq_dialer("amqp") is None
 
 
+@pytest.mark.skipif(device.probe().available, reason="this host has an RDMA device")
 async def test_dial_without_rdma_is_a_clear_oserror() -> None:
-    if device.probe().available:
-        pytest.skip("this host has an RDMA device")
     with pytest.raises(OSError, match="RDMA is unavailable") as caught:
         await RdmaDialer().dial("127.0.0.1", 5673)
     assert caught.value.errno == errno.ENODEV
