@@ -101,6 +101,9 @@ class MessageEnqueued:
     keep its body once. ``header`` is the content-header frame payload exactly as published
     (it carries the properties); ``exchange``/``routing_key`` are those of the publish.
     ``redelivered`` is true when the message had been delivered before (requeue on recovery).
+    ``enqueued_at`` is the wall-clock time (``time.time()``) it entered the queue, so that its
+    message TTL counts from then after a restart, as RabbitMQ's does; 0.0 means unknown (a
+    record from a store that kept no time), and the TTL then counts from recovery.
     """
 
     vhost: str
@@ -111,6 +114,7 @@ class MessageEnqueued:
     header: bytes
     body: bytes
     redelivered: bool = False
+    enqueued_at: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)

@@ -97,8 +97,7 @@ class BatchWriter(RecordHandler):
 
     def on_message_enqueued(self, record: MessageEnqueued) -> None:
         key = encoding.message_key(record.vhost, record.queue, record.message_id)
-        flag = encoding.DELIVERED if record.redelivered else encoding.FRESH
-        inline = encoding.encode_queued(flag, record)
+        inline = encoding.encode_queued(record)
         if inline is not None:
             try:  # the common case: one B-tree insert
                 self._dbs.messages.put(key, inline, txn=self._txn, flags=db.DB_NOOVERWRITE)
@@ -109,9 +108,9 @@ class BatchWriter(RecordHandler):
                 return
         id_key = encoding.pack_id(record.message_id)
         previous = self._dbs.messages.get(key, txn=self._txn)
-        if previous is not None and len(previous) > 1:  # was kept inline: drop that copy
+        if previous is not None and not encoding.is_shared(previous):  # was inline: drop it
             previous = None
-        self._dbs.messages.put(key, flag, txn=self._txn)
+        self._dbs.messages.put(key, encoding.encode_queued_head(record), txn=self._txn)
         refs = encoding.unpack_count(self._dbs.refs.get(id_key, txn=self._txn))
         if previous is None:
             self._dbs.refs.put(id_key, encoding.pack_count(refs + 1), txn=self._txn)
@@ -128,7 +127,7 @@ class BatchWriter(RecordHandler):
         if value is None:
             return
         self._dbs.messages.delete(key, txn=self._txn)
-        if len(value) == 1:  # the body lives in bodies.db
+        if encoding.is_shared(value):
             self._unreference(message_id)
 
     def _drop_messages(self, vhost: str, queue: str, after_message_id: int = 0) -> None:
@@ -140,7 +139,7 @@ class BatchWriter(RecordHandler):
             while item is not None and item[0].startswith(prefix):
                 _, message_id = encoding.split_message_key(item[0])
                 cursor.delete()
-                if len(item[1]) == 1:  # not inline: the body is shared in bodies.db
+                if encoding.is_shared(item[1]):
                     self._unreference(message_id)
                 item = cursor.next()
         finally:
