@@ -116,4 +116,4 @@ class _Applier(records.RecordHandler):
             message = Message.from_record(record)
             # Messages shared by several queues are recovered as one object, as published.
             self._messages[record.message_id] = message
-        queue.restore(message, record.redelivered)
+        queue.restore(message, record.redelivered, record.enqueued_at)

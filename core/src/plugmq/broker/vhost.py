@@ -7,6 +7,7 @@ control-plane hooks are called here after each change (never per message).
 
 from __future__ import annotations
 
+import time
 from typing import TYPE_CHECKING, Any
 
 from plugmq.amqp.errors import (
@@ -157,6 +158,7 @@ class VHost:
                 message.routing_key,
                 message.header,
                 message.body,
+                enqueued_at=time.time(),  # wall clock: TTLs count from it after a restart
             )
         )
 
