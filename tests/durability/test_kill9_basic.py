@@ -31,6 +31,7 @@ def test_confirmed_persistent_messages_survive_kill_9(durable_broker: BrokerProc
         bodies = []
         while (got := channel.basic_get("abc", auto_ack=True))[0] is not None:
             bodies.append(got[2])
+            assert got[0].redelivered, "recovered after kill -9 without redelivered=True"
         assert bodies == [b"%d" % n for n in range(100)]
         channel.confirm_delivery()
         channel.basic_publish("orders", "order.x", b"routed after restart", PERSISTENT)
