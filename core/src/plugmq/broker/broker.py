@@ -26,6 +26,7 @@ from plugmq.broker.recovery import recover_into
 from plugmq.broker.vhost import VHost
 from plugmq.config import Config, ConfigError
 from plugmq.journal import Journal
+from plugmq.settings import PluginSettings, SettingsRegistry
 from plugmq.store.records import ConfigSet
 
 if TYPE_CHECKING:
@@ -58,6 +59,8 @@ class Broker:
         #: Filled by recovery, or with the default guest on a new store (ensure_defaults).
         self.users = Users()
         self.access = AccessControl(self.users, self.journal)
+        #: Plugins' persistent settings, per namespace; filled by recovery.
+        self.plugin_settings = SettingsRegistry(self.journal)
         #: Per-broker state of plugins (pytest's ``config.stash``): no module-level singletons.
         self.stash: dict[str, Any] = {}
         self.memory = MemoryMonitor(watermark_bytes(config.memory_high_watermark))
@@ -79,6 +82,10 @@ class Broker:
     def next_message_id(self) -> int:
         """A broker-unique, increasing message id (continues after recovery)."""
         return next(self._message_ids)
+
+    def settings(self, namespace: str) -> PluginSettings:
+        """A plugin's persistent settings (:mod:`plugmq.settings`); SettingsError if reserved."""
+        return self.plugin_settings.namespace(namespace)
 
     def spawn(self, task: Callable[[], Awaitable[None]]) -> None:
         """Run a background task of the engine (paging in) in the broker's nursery."""

@@ -85,6 +85,8 @@ class _Applier(records.RecordHandler):
             self._vhost(record.key)
         elif record.namespace in ACCESS_NAMESPACES:
             self.broker.access.restore(record)
+        elif record.namespace != VHOST:
+            self.broker.plugin_settings.restore(record)
 
     def on_exchange_declared(self, record: records.ExchangeDeclared) -> None:
         vhost = self._vhost(record.vhost)
