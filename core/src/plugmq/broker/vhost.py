@@ -158,7 +158,8 @@ class VHost:
                 message.routing_key,
                 message.header,
                 message.body,
-                enqueued_at=time.time(),  # wall clock: TTLs count from it after a restart
+                False,  # redelivered (positional arguments: this runs per persistent message)
+                time.time(),  # enqueued_at, wall clock: TTLs count from it after a restart
             )
         )
 
