@@ -174,3 +174,17 @@ def test_using_a_closed_store(bdb_home: Path) -> None:
     store = BDBStore(bdb_home)
     with pytest.raises(StoreError, match="not open"):
         store.apply([QueueDeclared("/", "q")])
+
+
+def test_damaged_clean_shutdown_marker(bdb_home: Path) -> None:
+    make_store(bdb_home, messages=1)
+    store = BDBStore(bdb_home)
+    store.open()
+    store.close()  # leaves the marker
+    store = BDBStore(bdb_home)
+    store.open()
+    store._databases().entities.put(encoding.CLEAN_KEY, b"not eight bytes")
+    store._marks_complete = False  # keep the damaged marker at close
+    store.close()
+    with pytest.raises(StoreError, match="clean-shutdown marker"):
+        open_and_recover(bdb_home)

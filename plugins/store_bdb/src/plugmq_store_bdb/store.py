@@ -5,7 +5,7 @@ On-disk layout, all in ``<data_dir>/bdb/`` (one transactional Berkeley DB enviro
 =================  ===========================================================================
 ``LOCK``           ``flock``-ed by the running broker; holds its pid and host name
 ``entities.db``    B-tree: config entries, exchanges, queues, bindings (+ format marker)
-``messages.db``    B-tree: (vhost, queue, message id) -> delivered flag (+ small message inline)
+``messages.db``    B-tree: (vhost, queue, message id) -> flags, enqueue time (+ small message)
 ``bodies.db``      B-tree: message id -> exchange, routing key, content header, body (once)
 ``refs.db``        B-tree: message id -> number of queues holding a message in bodies.db
 ``log.*``          Berkeley DB's write-ahead log (removed automatically after checkpoints)
@@ -97,6 +97,9 @@ class BDBStore:
         except db.DBError as error:
             self.close()
             raise environment.corrupt(self.home, environment.describe(error)) from None
+        except encoding.EncodingError as error:
+            self.close()
+            raise environment.corrupt(self.home, str(error)) from None
         except BaseException:
             self.close()
             raise
