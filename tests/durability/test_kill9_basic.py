@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 
 import pika
-from support.broker_process import BrokerProcess
+from support.broker_process import BrokerProcess, broker_process
 
 PERSISTENT = pika.BasicProperties(delivery_mode=2)
 
@@ -108,3 +108,26 @@ def test_after_a_clean_stop_only_delivered_messages_are_redelivered(
     got = drain_work(durable_broker)
     assert [body for body, _ in got] == [b"%d" % n for n in range(4, 10)]
     assert [redelivered for _, redelivered in got] == [True, True] + [False] * 4
+
+
+def test_paged_out_messages_are_redelivered_after_kill_9(tmp_path) -> None:
+    """The tail of a long queue stays in the store and is paged in later: flagged all the same."""
+    broker = broker_process(tmp_path, "--queue-max-memory", "20000").start()
+    try:
+        with connect(broker) as connection:
+            channel = connection.channel()
+            channel.queue_declare("long", durable=True)
+            channel.confirm_delivery()
+            for number in range(300):
+                channel.basic_publish("", "long", b"%04d" % number + b"x" * 500, PERSISTENT)
+        broker.kill()
+        broker.restart()
+        with connect(broker) as connection:
+            channel = connection.channel()
+            got = []
+            while (message := channel.basic_get("long", auto_ack=True))[0] is not None:
+                got.append((message[2][:4], message[0].redelivered))
+        assert [body for body, _ in got] == [b"%04d" % n for n in range(300)]
+        assert all(redelivered for _, redelivered in got)
+    finally:
+        broker.stop()
