@@ -58,6 +58,11 @@ QUEUED_HEAD = struct.Struct(">Bd")
 #: Flag byte, enqueue time and :data:`_MESSAGE_HEAD`: the start of an inline value.
 _INLINE_HEAD = struct.Struct(">BdHHI")
 
+# Bound once: decode_queued runs once per message in recovery.
+_QUEUED_SIZE = QUEUED_HEAD.size
+_INLINE_SIZE = _INLINE_HEAD.size
+_unpack_inline = _INLINE_HEAD.unpack_from
+
 #: Flag bit of a message that has been delivered before (recovered with redelivered=True).
 DELIVERED_BIT = 0x01
 #: Flag bit of an entry that carries its enqueue time (every entry written by format 3).
@@ -243,12 +248,12 @@ def decode_queued(
     inline. A format 3 inline value (the common case) is decoded with one ``struct`` call:
     recovery runs this once per stored message.
     """
-    if value[0] & TIMED_BIT and len(value) > QUEUED_HEAD.size:
+    if value[0] & TIMED_BIT and len(value) > _QUEUED_SIZE:
         try:
-            flags, enqueued_at, ex_len, rk_len, header_len = _INLINE_HEAD.unpack_from(value)
+            flags, enqueued_at, ex_len, rk_len, header_len = _unpack_inline(value)
         except struct.error as error:
             raise EncodingError(f"malformed message value: {error}") from error
-        rk_start = _INLINE_HEAD.size + ex_len
+        rk_start = _INLINE_SIZE + ex_len
         header_start = rk_start + rk_len
         body_start = header_start + header_len
         if body_start > len(value):
@@ -256,7 +261,7 @@ def decode_queued(
         return (
             flags,
             enqueued_at,
-            value[_INLINE_HEAD.size : rk_start].decode(),
+            value[_INLINE_SIZE:rk_start].decode(),
             value[rk_start:header_start].decode(),
             value[header_start:body_start],
             value[body_start:],
