@@ -31,13 +31,14 @@ import pluggy
 if TYPE_CHECKING:
     import trio
 
+    from plugmq.admission import ConnectionInfo, ConnectionRefusal
     from plugmq.auth import Mechanism
     from plugmq.broker.broker import Broker
     from plugmq.broker.exchange import Exchange
     from plugmq.broker.queue import Consumer, Queue
     from plugmq.broker.vhost import VHost
     from plugmq.config import Config, OptionRegistry
-    from plugmq.ha import HAStrategy
+    from plugmq.ha import HAStrategy, Role
     from plugmq.management.commands import Command
     from plugmq.store.base import Store
     from plugmq.transport import Dialer, ListenerFactory
@@ -48,10 +49,11 @@ hookspec = pluggy.HookspecMarker(PROJECT)
 hookimpl = pluggy.HookimplMarker(PROJECT)
 
 Service = Callable[["trio.TaskStatus[None]"], Awaitable[None]]
-"""An async callable ``service(task_status)`` the broker runs in its nursery until shutdown.
+"""An async callable ``service(task_status)`` the broker runs in its nursery.
 
 It calls ``task_status.started()`` once it is ready; the broker starts serving clients only
-after every service has started.
+after every service has started. A service belongs to the role it was started in: it is
+cancelled when the broker's role changes (fencing cancels every master service).
 """
 
 
@@ -94,7 +96,8 @@ def plugmq_configure(config: Config) -> None:
 def plugmq_listeners(config: Config) -> Sequence[ListenerFactory] | None:
     """Return factories for the client listeners this plugin provides.
 
-    Called once when the broker becomes active (after HA promotion). Each
+    Called each time the broker starts serving clients: when it is promoted to master, or
+    earlier when the HA strategy lets a standby answer clients with a redirect. Each
     :class:`plugmq.transport.ListenerFactory` opens trio listeners whose streams carry AMQP; the
     engine never knows which transport carried the bytes. Return None or an empty list to
     provide none (for example when a transport is disabled by its flags).
@@ -134,12 +137,29 @@ def plugmq_store(config: Config) -> Store | None:
 
 @hookspec(firstresult=True)
 def plugmq_ha_strategy(config: Config) -> HAStrategy | None:
-    """Return the :class:`plugmq.ha.HAStrategy` deciding when this broker is active.
+    """Return the :class:`plugmq.ha.HAStrategy` that moves this broker between roles.
 
-    Called once at start-up. First result wins; the built-in standalone strategy (always
-    active) is registered ``trylast``.
+    Called once at start-up. First result wins; the built-in standalone strategy (master at
+    once, epoch 1) is registered ``trylast``. The strategy decides when the store opens and in
+    which role, and fences the broker the instant it loses mastership (see :mod:`plugmq.ha`).
+    A plugin that is loaded but not chosen by the flags (``--ha``) returns None.
 
     :param config: the broker configuration.
+    """
+
+
+@hookspec
+def plugmq_role_changed(broker: Broker, old: Role, new: Role) -> None:
+    """Called after the broker changed its HA role (``plugmq.ha.Role``).
+
+    Fires once per change, on the trio thread, when the new role is complete: to master after
+    recovery, once services run and listeners accept (after ``plugmq_broker_started``); to
+    fenced after the journal stopped, connections closed and the store closed. Services of the
+    old role are already cancelled. An exception is logged and does not undo the change.
+
+    :param broker: the broker whose role changed.
+    :param old: the role it had.
+    :param new: the role it has now (``broker.role``).
     """
 
 
@@ -168,16 +188,53 @@ def plugmq_auth_mechanisms() -> Sequence[type[Mechanism]] | None:
 
 
 # ---------------------------------------------------------------------------------------------
+# Connections (once per connection, never per message)
+# ---------------------------------------------------------------------------------------------
+
+
+@hookspec
+def plugmq_server_properties(broker: Broker) -> dict[str, Any] | None:
+    """Return entries to add to the server-properties of connection.start.
+
+    Called once per new connection, before the client authenticates. A ``"capabilities"``
+    entry (a dict) is merged into the broker's capabilities; other keys are added (a later
+    plugin overrides an earlier one's key). An HA master advertises its group here, e.g.
+    ``{"cluster_urls": ["amqp://h1:5672/", "amqp://h2:5672/"]}``, which ``plugmq.client``
+    adds to its failover list. Values must be AMQP field values (str, int, bool, lists, dicts).
+
+    :param broker: the broker the client connects to.
+    """
+
+
+@hookspec(firstresult=True)
+def plugmq_connection_check(broker: Broker, connection: ConnectionInfo) -> ConnectionRefusal | None:
+    """Decide whether to serve a new connection; return a refusal to close it.
+
+    Called once per connection after the client's connection.start-ok, before authentication
+    (a standby has no user database). Return a :class:`plugmq.admission.ConnectionRefusal` to
+    answer with connection.close (code and text of the refusal: a standby names the current
+    master's URL there), or None to let the next plugin decide. First result wins. When no
+    plugin refuses, a broker that is not master refuses with 320 and its role.
+
+    :param broker: the broker the client connects to (``broker.role`` says its HA role).
+    :param connection: peer address, client properties and mechanism of the connection.
+    """
+
+
+# ---------------------------------------------------------------------------------------------
 # Lifecycle
 # ---------------------------------------------------------------------------------------------
 
 
 @hookspec
 def plugmq_services(broker: Broker) -> Sequence[Service] | None:
-    """Return long-running services to run in the broker's nursery.
+    """Return long-running services to run while this broker is master.
 
-    Called once when the broker is active, before listeners open. Each service runs until the
-    broker stops (federation links, statistics, replication).
+    Called at every promotion to master, after recovery and before listeners open (the
+    standalone broker is promoted once, at start-up). Each service runs until the broker is
+    fenced or stops (federation links, statistics, discovery announcements); a later promotion
+    calls the hook again and starts new ones. Standby work (a lock watcher, a replica
+    receiver) is started by the HA strategy with ``broker.start_service``.
 
     :param broker: the broker, for access to its virtual hosts and configuration.
     """
@@ -185,12 +242,19 @@ def plugmq_services(broker: Broker) -> Sequence[Service] | None:
 
 @hookspec
 def plugmq_broker_started(broker: Broker) -> None:
-    """Called once the broker is active and its listeners accept connections."""
+    """Called at every promotion, once the broker is master and its listeners accept.
+
+    :param broker: the broker now serving (``broker.epoch`` is the new mastership's epoch).
+    """
 
 
 @hookspec
 def plugmq_broker_stopping(broker: Broker) -> None:
-    """Called once when shutdown begins, before connections are closed."""
+    """Called when a master stops serving (clean shutdown, or fenced), before connections
+    are closed. Not called for a standby that shuts down.
+
+    :param broker: the broker that stops serving.
+    """
 
 
 # ---------------------------------------------------------------------------------------------

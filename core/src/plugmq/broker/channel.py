@@ -21,6 +21,7 @@ from plugmq.amqp.errors import (
     AccessRefused,
     ChannelNotOpen,
     NotAllowed,
+    NotConfirmed,
     NotImplemented_,
     PreconditionFailed,
     UnexpectedFrame,
@@ -220,6 +221,8 @@ class Channel:
         if journal_seq < 0:  # VHost.REJECTED: a nack, sent in order with the acks
             self._nacked.append(tag)
         if journal_seq <= journal.durable_seq and not self._waiting_confirms:
+            if journal.failures and journal.is_failed(journal_seq):
+                self._nack_later(tag)
             self._confirmed_upto = tag
             self.connection.confirms_pending(self)
             return
@@ -262,7 +265,9 @@ class Channel:
 
     def _advance_confirms(self) -> bool:
         """Move ``_confirmed_upto`` past the leading publishes that are durable or settled."""
-        durable = self.vhost.journal.durable_seq
+        journal = self.vhost.journal
+        durable = journal.durable_seq
+        failures = journal.failures
         waiting = self._waiting_confirms
         advanced = False
         while waiting:
@@ -271,9 +276,19 @@ class Channel:
                 break
             waiting.popleft()
             message.confirm_channel = None
+            if failures and journal.is_failed(seq):
+                self._nack_later(tag)
             self._confirmed_upto = tag
             advanced = True
         return advanced
+
+    def _nack_later(self, tag: int) -> None:
+        """Nack publish ``tag`` in order with the acks (its record was not replicated)."""
+        nacked = self._nacked
+        if not nacked or nacked[-1] < tag:
+            nacked.append(tag)
+        elif tag not in nacked:
+            self._nacked = deque(sorted([*nacked, tag]))
 
     def flush_confirms(self) -> None:
         """Send one basic.ack (multiple) covering every publish confirmed since the last.
@@ -703,11 +718,21 @@ class Channel:
         for settle in acks:
             settle()
         # commit-ok only once every record of this transaction (publishes and acks) is durable.
-        self.vhost.journal.when_durable(self.vhost.journal.last_seq, self._commit_ok)
+        seq = self.vhost.journal.last_seq
+        self.vhost.journal.when_durable(seq, lambda: self._commit_ok(seq))
 
-    def _commit_ok(self) -> None:
-        if not self.closing:
-            self._send(commands.Tx.CommitOk())
+    def _commit_ok(self, seq: int) -> None:
+        if self.closing:
+            return
+        journal = self.vhost.journal
+        if journal.failures and journal.is_failed(seq):
+            # The transaction's records are on the local disk but not replicated: the client
+            # must not believe it committed (RabbitMQ closes the channel on a failed commit).
+            self.connection.close_channel(
+                self, NotConfirmed("transaction not replicated to a quorum", C.TX, 20)
+            )
+            return
+        self._send(commands.Tx.CommitOk())
 
     def _on_tx_rollback(self, args: commands.Tx.Rollback) -> None:
         if not self.tx_mode:

@@ -28,6 +28,7 @@ import trio
 from pamqp import commands
 
 from plugmq import __version__
+from plugmq.admission import ConnectionInfo
 from plugmq.amqp import constants as C
 from plugmq.amqp import methods as M
 from plugmq.amqp.errors import (
@@ -403,6 +404,7 @@ class Connection:
         self.send(M.encode_method(0, self._start_method()))
         self._state = "start-ok"
         start_ok = await self._expect_method(_START_OK)
+        self._admit(start_ok)
         self._authenticate(start_ok)
         self._state = "tune-ok"
         self.send(
@@ -441,18 +443,22 @@ class Connection:
             "per_consumer_qos": True,
             "direct_reply_to": False,
         }
+        properties = {
+            "product": "plugmq",
+            "version": __version__,
+            "platform": "Python/trio",
+            "copyright": "plugmq authors",
+            "information": "Licensed under the Apache License 2.0",
+            "cluster_name": self.broker.cluster_name,
+        }
+        for extra in self.broker.plugins.server_properties(self.broker):
+            capabilities.update(extra.pop("capabilities", None) or {})
+            properties.update(extra)
+        properties["capabilities"] = capabilities
         return commands.Connection.Start(
             version_major=0,
             version_minor=9,
-            server_properties={
-                "product": "plugmq",
-                "version": __version__,
-                "platform": "Python/trio",
-                "copyright": "plugmq authors",
-                "information": "Licensed under the Apache License 2.0",
-                "cluster_name": self.broker.cluster_name,
-                "capabilities": capabilities,
-            },
+            server_properties=properties,
             mechanisms=" ".join(self.broker.mechanisms),
             locales="en_US",
         )
@@ -507,6 +513,14 @@ class Connection:
             data = direct.try_receive(RECEIVE_SIZE)
         self._busy_read = len(data) >= BUSY_READ
         return data
+
+    def _admit(self, start_ok: commands.Connection.StartOk) -> None:
+        """Ask the connection hook (and the broker's role) whether to serve this client."""
+        info = ConnectionInfo(self.peer, start_ok.client_properties or {}, start_ok.mechanism)
+        refusal = self.broker.admit(info)
+        if refusal is not None:
+            self.log.info("connection_refused", code=refusal.reply_code, reason=refusal.text)
+            raise refusal.error()
 
     def _authenticate(self, start_ok: commands.Connection.StartOk) -> None:
         self.client_properties = start_ok.client_properties or {}
@@ -660,12 +674,13 @@ class Connection:
         except AMQPError as error:
             if not error.soft or channel is None:
                 raise
-            self._close_channel(channel, error)
+            self.close_channel(channel, error)
         except Exception as error:
             self.log.exception("internal_error", channel=number)
             raise InternalError(f"{type(error).__name__}: {error}") from error
 
-    def _close_channel(self, channel: Channel, error: AMQPError) -> None:
+    def close_channel(self, channel: Channel, error: AMQPError) -> None:
+        """Close ``channel`` with ``error`` (channel.close); the connection stays open."""
         self.log.info(
             "channel_closed_by_broker",
             channel=channel.number,

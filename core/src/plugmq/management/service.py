@@ -116,6 +116,7 @@ class ManagementService:
             context = CommandContext(
                 self.broker, vhost, properties.user_id, self.statistics, owner=self
             )
+        appended_before = self.broker.journal.last_seq
         try:
             body = await execute(self.commands, context, message.body)
         except Exception as error:
@@ -124,7 +125,8 @@ class ManagementService:
             body = protocol.encode_error(f"internal error: {type(error).__name__}: {error}")
         # A response means the change is durable (as a confirm does): kill -9 after it loses
         # nothing. Read-only requests appended nothing and do not wait.
-        await self.broker.journal.flush()
+        if self.broker.journal.last_seq > appended_before:
+            await self.broker.journal.flush()
         if not properties.reply_to:
             log.warning("management_request_without_reply_to", vhost=vhost.name)
             return
