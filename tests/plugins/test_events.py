@@ -25,6 +25,7 @@ from types import MappingProxyType
 
 import pika
 import pytest
+from support.admin_cli import cli_ok
 from support.broker_process import BrokerProcess, broker_process
 from support.polling import wait_for
 
@@ -282,6 +283,59 @@ def _assert_same(expected: list[Event], lines: list[dict], step: str) -> None:
     )
 
 
+class OrderChecker:
+    """Replays recorded events and checks the order the contract promises: an entity is
+    announced once before it is used and deleted once after its bindings and consumers went;
+    a vhost's first event is ``vhost_added`` and its last ``vhost_deleted``."""
+
+    def __init__(self) -> None:
+        self.vhosts: dict[str, dict[str, set]] = {}
+
+    def check(self, lines: list[dict]) -> None:
+        for number, line in enumerate(lines):
+            try:
+                self._apply(line)
+            except AssertionError as error:
+                raise AssertionError(f"event {number} {line}: {error}") from error
+
+    def _apply(self, line: dict) -> None:
+        kind, vhost = line["event"], line["vhost"]
+        if kind == "vhost_added":  # new, or rebuilt after a crash: start from nothing
+            self.vhosts[vhost] = {k: set() for k in ("exchange", "queue", "binding", "consumer")}
+            return
+        assert vhost in self.vhosts, "event of a vhost not announced (or already deleted)"
+        state = self.vhosts[vhost]
+        if kind == "vhost_deleted":
+            assert not any(state.values()), f"vhost deleted before its entities: {state}"
+            del self.vhosts[vhost]
+            return
+        what, change = kind.split("_")
+        key = self._key(what, line, state)
+        if change in ("declared", "added"):
+            assert key not in state[what], "announced twice"
+            state[what].add(key)
+            return
+        assert key in state[what], "removed but never announced (or removed twice)"
+        state[what].discard(key)
+        if what in ("exchange", "queue"):
+            bindings = state["binding"]
+            assert not any(b[0] == key or (b[1], b[2]) == (key, what) for b in bindings)
+            assert not any(c[0] == key for c in state["consumer"] if what == "queue")
+
+    @staticmethod
+    def _key(what: str, line: dict, state: dict[str, set]) -> object:
+        """An entity's identity; bindings and consumers must name live entities."""
+        if what == "consumer":
+            assert line["queue"] in state["queue"], "consumer of an unknown queue"
+            return (line["queue"], line["tag"])
+        if what == "binding":
+            key = _as_event(line)[1:]
+            assert key[0] in state["exchange"], "binding from an unknown exchange"
+            assert key[1] in state[key[2]], "binding to an unknown destination"
+            return key
+        return line["name"]
+
+
 # -- the clients ---------------------------------------------------------------------------------
 
 CHANNELS = 2
@@ -523,8 +577,50 @@ def test_events_fire_once_per_change_and_once_per_recovered_entity(
         _assert_same(expected, log.take(len(expected)), "closing the clients")
     finally:
         broker.stop()
+    log.rest()
+    OrderChecker().check(log.lines)
     removed = _lines_of(log, "binding_removed")
     assert removed and all(line["known"] for line in removed), "BindingEvent identity"
+
+
+def test_deleting_a_vhost_fires_the_deletion_of_everything_in_it_then_vhost_deleted(
+    tmp_path: Path,
+) -> None:
+    events_path = tmp_path / "events.jsonl"
+    args = ("--load-module", str(COUNTER), "--event-log", str(events_path))
+    broker = broker_process(tmp_path, *args).start()
+    try:
+        cli_ok(broker.url, "vhost", "add", "/v")
+        cli_ok(broker.url, "permissions", "set", "guest", ".*", ".*", ".*", "--vhost", "/v")
+        params = pika.ConnectionParameters("127.0.0.1", broker.port, "/v")
+        connection = pika.BlockingConnection(params)
+        channel = connection.channel()
+        channel.exchange_declare("ev.x", "fanout", durable=True)
+        channel.exchange_bind("ev.x", "amq.direct", "k")
+        channel.queue_declare("ev.q", durable=True)
+        channel.queue_declare("ev.excl", exclusive=True)
+        channel.queue_bind("ev.q", "ev.x", "")
+        channel.basic_consume("ev.q", _noop, consumer_tag="ev.c")
+        cli_ok(broker.url, "vhost", "delete", "/v")
+        with contextlib.suppress(pika.exceptions.AMQPError):
+            connection.process_data_events(1)  # the broker closed it (320)
+    finally:
+        broker.stop()
+    lines = [line for line in EventLog(events_path).rest() if line["vhost"] == "/v"]
+    OrderChecker().check(lines)
+    deleted = lines[lines.index(next(ln for ln in lines if ln["event"] == "consumer_removed")) :]
+    expected = [
+        ("consumer_removed", "ev.q", "ev.c"),
+        ("queue_deleted", "ev.excl", False),
+        ("queue_deleted", "ev.q", True),
+        ("binding_removed", "ev.x", "ev.q", "queue", "", "{}"),
+        ("binding_removed", "amq.direct", "ev.x", "exchange", "k", "{}"),
+        ("exchange_deleted", "ev.x", True),
+        *[("exchange_deleted", name, True) for name in STANDARD],
+        ("vhost_deleted", "/v"),
+    ]
+    _assert_same(expected, deleted, "vhost deletion")
+    assert deleted[-1]["event"] == "vhost_deleted" and deleted[-1]["broker_matches"]
 
 
 def test_a_failing_event_hook_is_logged_and_the_client_goes_on(tmp_path: Path) -> None:
