@@ -205,12 +205,12 @@ def plugmq_broker_stopping(broker: Broker) -> None:
 #   standby is promoted and reads the store) fires the same events as the change that made it,
 #   before ``plugmq_broker_started``; ``vhost.broker.active.is_set()`` tells the two apart.
 # * Order: ``plugmq_vhost_added`` comes before any other event of that vhost and
-#   ``plugmq_vhost_deleted`` after all of them; a binding's ends are announced before the
-#   binding, and a binding's removal before either end's deletion.
+#   ``plugmq_vhost_deleted`` after all of them; a binding's ends (a consumer's queue) are
+#   announced before it, and its removal comes before either end's deletion.
 # * Every event names its ``vhost`` object (``vhost.name``, ``vhost.broker``), never a name: a
 #   plugin serving several brokers in one process keeps its state in ``vhost.broker.stash``.
-# * A raising implementation is contained: the broker logs ``plugin_event_failed`` (plugin,
-#   event, traceback), still calls the other plugins, and the client operation that caused
+# * A raising implementation is contained: the broker logs ``plugin_event_failed`` (``plugin``,
+#   ``hook``, ``exception``), still calls the other plugins, and the client operation that caused
 #   the change succeeds (the change was made). Event hooks cannot be wrappers.
 # * Implementations must be quick and must not block. One that declares or deletes entities
 #   itself (management's ``plugmq_vhost_added`` declares a queue) fires those events nested
