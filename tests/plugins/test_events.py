@@ -646,6 +646,7 @@ def test_a_failing_event_hook_is_logged_and_the_client_goes_on(tmp_path: Path) -
     assert [(e["plugin"], e["hook"]) for e in failures] == [
         ("plugmq_file_plugin_event_raiser", name)
         for name in (
+            "plugmq_vhost_added",  # at start-up: the broker started all the same
             "plugmq_queue_declared",
             "plugmq_binding_added",
             "plugmq_consumer_added",
@@ -655,7 +656,13 @@ def test_a_failing_event_hook_is_logged_and_the_client_goes_on(tmp_path: Path) -
     assert all("EventHookError" in e["exception"] for e in failures)
     recorded = [json.loads(line)["event"] for line in events_path.read_text().splitlines()]
     boom = [e for e in recorded if e.endswith(("declared", "added", "deleted", "removed"))]
-    for event in ("queue_declared", "binding_added", "consumer_added", "queue_deleted"):
+    for event in (
+        "vhost_added",
+        "queue_declared",
+        "binding_added",
+        "consumer_added",
+        "queue_deleted",
+    ):
         assert event in boom, f"the other plugin still got {event}"
 
 

@@ -1,4 +1,4 @@
-"""A test plugin whose event hooks raise for entities named ``boom.*``.
+"""A test plugin whose event hooks raise for entities named ``boom.*`` (and for every vhost).
 
 Used to check the contract: a plugin failing in an event hook is logged
 (``plugin_event_failed``), other plugins still get the event, and the client operation that
@@ -20,6 +20,12 @@ class EventHookError(RuntimeError):
 def _explode(event: str, name: str) -> None:
     if name.startswith("boom."):
         raise EventHookError(f"{event} refused {name} on purpose")
+
+
+@hookimpl
+def plugmq_vhost_added(broker: Any, vhost: Any) -> None:
+    """Raise for every vhost, ``/`` at start-up included: the broker must start anyway."""
+    raise EventHookError(f"vhost_added refused {vhost.name} on purpose")
 
 
 @hookimpl
