@@ -38,6 +38,7 @@ if TYPE_CHECKING:
     from plugmq.broker.queue import Consumer, Queue
     from plugmq.broker.vhost import VHost
     from plugmq.config import Config, OptionRegistry
+    from plugmq.events import BindingEvent
     from plugmq.ha import HAStrategy, Role
     from plugmq.management.commands import Command
     from plugmq.store.base import Store
@@ -259,13 +260,36 @@ def plugmq_broker_stopping(broker: Broker) -> None:
 
 # ---------------------------------------------------------------------------------------------
 # Control-plane events (never per message)
+#
+# Rules for every event hook (see plugmq.plugins.events, their only caller):
+#
+# * Called on the broker's trio thread, synchronously, AFTER the change is made; return None.
+# * Exactly once per real change: a redeclare, a duplicate bind or an unbind of a missing
+#   binding is no change and fires nothing. State rebuilt by recovery (at start-up, or when a
+#   standby is promoted and reads the store) fires the same events as the change that made it,
+#   before ``plugmq_broker_started``; ``vhost.broker.active.is_set()`` tells the two apart.
+# * Order: ``plugmq_vhost_added`` comes before any other event of that vhost and
+#   ``plugmq_vhost_deleted`` after all of them; a binding's ends (a consumer's queue) are
+#   announced before it, and its removal comes before either end's deletion.
+# * Every event names its ``vhost`` object (``vhost.name``, ``vhost.broker``), never a name: a
+#   plugin serving several brokers in one process keeps its state in ``vhost.broker.stash``.
+# * A raising implementation is contained: the broker logs ``plugin_event_failed`` (``plugin``,
+#   ``hook``, ``exception``), still calls the other plugins, and the client operation that caused
+#   the change succeeds (the change was made). Event hooks cannot be wrappers.
+# * Implementations must be quick and must not block. One that declares or deletes entities
+#   itself (management's ``plugmq_vhost_added`` declares a queue) fires those events nested
+#   inside its own call; long work belongs in a service task.
 # ---------------------------------------------------------------------------------------------
 
 
 @hookspec
 def plugmq_vhost_added(broker: Broker, vhost: VHost) -> None:
-    """Called after a virtual host is created: ``/`` at start-up, vhosts rebuilt by recovery
-    (before services start) and ``plugmq vhost add`` at run time.
+    """Called once after a virtual host is created: ``/`` at start-up, vhosts rebuilt by
+    recovery (before services start) and ``plugmq vhost add`` at run time.
+
+    Its standard ``amq.*`` exchanges exist already and are announced with
+    ``plugmq_exchange_declared`` right after this call. A raising implementation is logged
+    (``plugin_event_failed``) and the vhost is still created.
 
     :param broker: the broker owning the vhost (plugins keep per-broker state in
         ``broker.stash``).
@@ -275,8 +299,10 @@ def plugmq_vhost_added(broker: Broker, vhost: VHost) -> None:
 
 @hookspec
 def plugmq_vhost_deleted(broker: Broker, vhost: VHost) -> None:
-    """Called after a virtual host is deleted, once its connections are closed and its
-    queues, exchanges and permissions are gone.
+    """Called once after a virtual host is deleted, once its connections are closed and its
+    queues, exchanges (each announced deleted) and permissions are gone.
+
+    A raising implementation is logged (``plugin_event_failed``); the vhost stays deleted.
 
     :param broker: the broker that owned the vhost.
     :param vhost: the deleted :class:`plugmq.broker.vhost.VHost` (no longer in
@@ -285,47 +311,123 @@ def plugmq_vhost_deleted(broker: Broker, vhost: VHost) -> None:
 
 
 @hookspec
-def plugmq_exchange_declared(vhost: str, exchange: Exchange) -> None:
-    """Called after an exchange is created (by a client, by recovery or at start-up)."""
+def plugmq_exchange_declared(vhost: VHost, exchange: Exchange) -> None:
+    """Called once after an exchange is created: by exchange.declare (never for a redeclare
+    or a passive declare), as a standard ``amq.*`` exchange of a new vhost, or by recovery
+    (durable exchanges).
+
+    A raising implementation is logged (``plugin_event_failed``); the client still gets
+    declare-ok.
+
+    :param vhost: the :class:`plugmq.broker.vhost.VHost` holding the exchange.
+    :param exchange: the new exchange (``name``, ``type_name``, ``durable``,
+        ``auto_delete``, ``internal``, ``arguments``).
+    """
 
 
 @hookspec
-def plugmq_exchange_deleted(vhost: str, exchange: Exchange) -> None:
-    """Called after an exchange is deleted (by a client or because it was auto-delete)."""
+def plugmq_exchange_deleted(vhost: VHost, exchange: Exchange) -> None:
+    """Called once after an exchange is deleted: by exchange.delete (never for a missing
+    exchange), because it was auto-delete and lost its last binding, or with its vhost
+    (``amq.*`` included). ``plugmq_binding_removed`` was called before for each binding it
+    was the source or destination of.
+
+    A raising implementation is logged (``plugin_event_failed``); the client still gets
+    delete-ok.
+
+    :param vhost: the :class:`plugmq.broker.vhost.VHost` that held the exchange.
+    :param exchange: the deleted exchange (no longer in ``vhost.exchanges``).
+    """
 
 
 @hookspec
-def plugmq_queue_declared(vhost: str, queue: Queue) -> None:
-    """Called after a queue is created (by a client or by recovery)."""
+def plugmq_queue_declared(vhost: VHost, queue: Queue) -> None:
+    """Called once after a queue is created: by queue.declare (never for a redeclare or a
+    passive declare), by a plugin or the management service, or by recovery (durable,
+    non-exclusive queues).
+
+    A raising implementation is logged (``plugin_event_failed``); the client still gets
+    declare-ok.
+
+    :param vhost: the :class:`plugmq.broker.vhost.VHost` holding the queue.
+    :param queue: the new queue (``name``, ``durable``, ``auto_delete``,
+        ``exclusive_owner``, ``arguments``).
+    """
 
 
 @hookspec
-def plugmq_queue_deleted(vhost: str, queue: Queue) -> None:
-    """Called after a queue is deleted (explicitly, auto-delete, or its exclusive owner left)."""
+def plugmq_queue_deleted(vhost: VHost, queue: Queue) -> None:
+    """Called once after a queue is deleted: by queue.delete (never for a missing queue),
+    auto-delete after its last consumer left, ``x-expires``, its exclusive owner's connection
+    closing, or with its vhost. Before it, ``plugmq_binding_removed`` was called for each of
+    its bindings and ``plugmq_consumer_removed`` for each of its consumers.
+
+    A raising implementation is logged (``plugin_event_failed``); the queue stays deleted.
+
+    :param vhost: the :class:`plugmq.broker.vhost.VHost` that held the queue.
+    :param queue: the deleted queue (``queue.deleted`` is True).
+    """
 
 
 @hookspec
-def plugmq_binding_added(
-    vhost: str, source: str, destination: str, routing_key: str, arguments: dict[str, Any]
-) -> None:
-    """Called after a binding is added from exchange ``source`` to ``destination``."""
+def plugmq_binding_added(vhost: VHost, binding: BindingEvent) -> None:
+    """Called once after a new binding is added: by queue.bind or exchange.bind, or by
+    recovery (bindings whose source and destination are both durable). Never for a bind
+    equal to an existing binding (same ends, routing key and arguments).
+
+    A raising implementation is logged (``plugin_event_failed``); the client still gets
+    bind-ok.
+
+    :param vhost: the :class:`plugmq.broker.vhost.VHost` holding the binding.
+    :param binding: a :class:`plugmq.events.BindingEvent` naming ``source``,
+        ``destination``, ``destination_kind`` (``"queue"`` or ``"exchange"``),
+        ``routing_key`` and read-only ``arguments``; equal for equal bindings, hashable.
+    """
 
 
 @hookspec
-def plugmq_binding_removed(
-    vhost: str, source: str, destination: str, routing_key: str, arguments: dict[str, Any]
-) -> None:
-    """Called after a binding is removed (unbind, or its source or destination deleted)."""
+def plugmq_binding_removed(vhost: VHost, binding: BindingEvent) -> None:
+    """Called once after a binding is removed: by queue.unbind or exchange.unbind (never for
+    a binding that does not exist), or because its source or destination was deleted
+    (before that one's ``*_deleted`` event). An auto-delete source left without bindings is
+    then deleted in turn.
+
+    A raising implementation is logged (``plugin_event_failed``); the client still gets
+    unbind-ok.
+
+    :param vhost: the :class:`plugmq.broker.vhost.VHost` that held the binding.
+    :param binding: the removed binding, equal to the one ``plugmq_binding_added`` passed.
+    """
 
 
 @hookspec
-def plugmq_consumer_added(vhost: str, queue: Queue, consumer: Consumer) -> None:
-    """Called after a consumer subscribes to ``queue``."""
+def plugmq_consumer_added(vhost: VHost, queue: Queue, consumer: Consumer) -> None:
+    """Called once after a consumer subscribes to ``queue`` (basic.consume, or a consumer
+    the broker adds itself, such as the management service's). Consumers are never
+    recovered: a restart fires none.
+
+    A raising implementation is logged (``plugin_event_failed``); the client still gets
+    consume-ok and deliveries.
+
+    :param vhost: the :class:`plugmq.broker.vhost.VHost` holding the queue.
+    :param queue: the queue (``queue.consumer_count`` includes the new consumer).
+    :param consumer: the consumer (``tag``, ``no_ack``, ``exclusive``, ``prefetch``,
+        ``arguments``).
+    """
 
 
 @hookspec
-def plugmq_consumer_removed(vhost: str, queue: Queue, consumer: Consumer) -> None:
-    """Called after a consumer is cancelled or its channel closes."""
+def plugmq_consumer_removed(vhost: VHost, queue: Queue, consumer: Consumer) -> None:
+    """Called once after a consumer leaves ``queue``: basic.cancel, its channel or connection
+    closing, or the queue being deleted (before ``plugmq_queue_deleted``). An auto-delete
+    queue that lost its last consumer is deleted right after this call.
+
+    A raising implementation is logged (``plugin_event_failed``); the cancel still succeeds.
+
+    :param vhost: the :class:`plugmq.broker.vhost.VHost` holding the queue.
+    :param queue: the queue (``queue.consumer_count`` no longer counts the consumer).
+    :param consumer: the consumer that left.
+    """
 
 
 # ---------------------------------------------------------------------------------------------

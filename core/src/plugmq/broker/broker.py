@@ -105,7 +105,8 @@ class Broker:
         vhost = self.vhosts.get(name)
         if vhost is None:
             vhost = self.vhosts[name] = VHost(self, name)
-            self.plugins.hook.plugmq_vhost_added(broker=self, vhost=vhost)
+            self.plugins.events.vhost_added(self, vhost)
+            vhost.announce_standard_exchanges()
         return vhost
 
     def declare_vhost(self, name: str) -> VHost:
@@ -133,7 +134,7 @@ class Broker:
         del self.vhosts[name]
         self.access.forget_vhost(name)
         self.journal.append(ConfigSet(VHOST, name, None))
-        self.plugins.hook.plugmq_vhost_deleted(broker=self, vhost=vhost)
+        self.plugins.events.vhost_deleted(self, vhost)
         log.info("vhost_deleted", vhost=name)
 
     # -- running -------------------------------------------------------------------------------

@@ -563,10 +563,7 @@ class Channel:
         self.consumers[tag] = consumer
         if not args.nowait:
             self._send(commands.Basic.ConsumeOk(consumer_tag=tag))
-        queue.add_consumer(consumer)
-        self.vhost.hooks.plugmq_consumer_added(
-            vhost=self.vhost.name, queue=queue, consumer=consumer
-        )
+        queue.add_consumer(consumer)  # fires consumer_added
 
     def _on_basic_cancel(self, args: commands.Basic.Cancel) -> None:
         consumer = self.consumers.pop(args.consumer_tag, None)
@@ -577,10 +574,7 @@ class Channel:
 
     def _remove_consumer(self, consumer: Consumer) -> None:
         queue = consumer.queue
-        queue.remove_consumer(consumer)
-        self.vhost.hooks.plugmq_consumer_removed(
-            vhost=self.vhost.name, queue=queue, consumer=consumer
-        )
+        queue.remove_consumer(consumer)  # fires consumer_removed
         if queue.unused_after_consumers and not queue.deleted:
             self.vhost.delete_queue(queue)
 

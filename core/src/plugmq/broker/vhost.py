@@ -2,7 +2,8 @@
 
 Every declare/delete/bind follows RabbitMQ's rules and raises the error RabbitMQ raises
 (404, 403, 405, 406). Durable changes are appended to the journal here, in one place, and
-control-plane hooks are called here after each change (never per message).
+control-plane events (``broker.plugins.events``) are fired here after each real change, once
+(never per message); consumer events are fired by the queue.
 """
 
 from __future__ import annotations
@@ -53,11 +54,12 @@ class VHost:
         self.broker = broker
         self.name = name
         self.journal = broker.journal
-        self.hooks = broker.plugins.hook
+        self.events = broker.plugins.events
         self.exchanges: dict[str, Exchange] = {}
         self.queues: dict[str, Queue] = {}
+        # Announced by announce_standard_exchanges, once plugins were told about the vhost.
         for exchange_name, type_name in STANDARD_EXCHANGES:
-            self._create_exchange(exchange_name, type_name, True, False, False, {})
+            self._new_exchange(exchange_name, type_name, True, False, False, {})
 
     def __repr__(self) -> str:
         return f"<VHost {self.name!r}>"
@@ -231,6 +233,19 @@ class VHost:
         internal: bool,
         arguments: dict[str, Any],
     ) -> Exchange:
+        exchange = self._new_exchange(name, type_name, durable, auto_delete, internal, arguments)
+        self.events.exchange_declared(self, exchange)
+        return exchange
+
+    def _new_exchange(
+        self,
+        name: str,
+        type_name: str,
+        durable: bool,
+        auto_delete: bool,
+        internal: bool,
+        arguments: dict[str, Any],
+    ) -> Exchange:
         exchange_class = self.broker.exchange_types.get(type_name)
         if exchange_class is None:
             raise CommandInvalid(f"unknown exchange type '{type_name}'", 40, 10)
@@ -243,8 +258,12 @@ class VHost:
             arguments=arguments,
         )
         self.exchanges[name] = exchange
-        self.hooks.plugmq_exchange_declared(vhost=self.name, exchange=exchange)
         return exchange
+
+    def announce_standard_exchanges(self) -> None:
+        """Fire ``exchange_declared`` for the ``amq.*`` exchanges, after ``vhost_added``."""
+        for exchange_name, _ in STANDARD_EXCHANGES:
+            self.events.exchange_declared(self, self.exchanges[exchange_name])
 
     def _check_equivalent_exchange(
         self, existing: Exchange, type_name: str, durable: bool, auto_delete: bool, internal: bool
@@ -275,15 +294,15 @@ class VHost:
             raise PreconditionFailed(f"exchange '{name}' in vhost '{self.name}' in use", 40, 20)
         self._remove_exchange(exchange)
 
-    def _remove_exchange(self, exchange: Exchange) -> None:
+    def _remove_exchange(self, exchange: Exchange, journal: bool = True) -> None:
         del self.exchanges[exchange.name]
         for other in list(self.exchanges.values()):  # a copy: auto-delete may cascade
-            if other.has_exchange_destinations:
+            if other.has_exchange_destinations and self.exchanges.get(other.name) is other:
                 self._bindings_gone(other, other.unbind_destination(exchange))
         self._bindings_gone(exchange, list(exchange.bindings()))
-        if exchange.durable:
+        if exchange.durable and journal:
             self.journal.append(records.ExchangeDeleted(self.name, exchange.name))
-        self.hooks.plugmq_exchange_deleted(vhost=self.name, exchange=exchange)
+        self.events.exchange_deleted(self, exchange)
 
     # -- queues ------------------------------------------------------------------------------
 
@@ -343,7 +362,7 @@ class VHost:
         else:
             # Exclusive queues die with their connection; keeping them would resurrect them.
             queue.durable = False
-        self.hooks.plugmq_queue_declared(vhost=self.name, queue=queue)
+        self.events.queue_declared(self, queue)
         return queue
 
     def check_exclusive_access(self, queue: Queue, owner: object, class_id: int, method_id: int):
@@ -398,13 +417,14 @@ class VHost:
         queue.deleted = True
         self.queues.pop(queue.name, None)
         for exchange in list(self.exchanges.values()):  # a copy: auto-delete may cascade
-            self._bindings_gone(exchange, exchange.unbind_destination(queue))
+            if self.exchanges.get(exchange.name) is exchange:  # not gone in a cascade meanwhile
+                self._bindings_gone(exchange, exchange.unbind_destination(queue))
         if queue.durable:
             self.journal.append(records.QueueDeleted(self.name, queue.name))
         for consumer in list(queue.consumers):
             consumer.channel.cancel_by_broker(consumer)
         queue.drop_all()
-        self.hooks.plugmq_queue_deleted(vhost=self.name, queue=queue)
+        self.events.queue_deleted(self, queue)
         return count
 
     # -- bindings ----------------------------------------------------------------------------
@@ -415,12 +435,8 @@ class VHost:
         An auto-delete source left without bindings goes too (see :meth:`_maybe_auto_delete`).
         """
         for binding in removed:
-            self.hooks.plugmq_binding_removed(
-                vhost=self.name,
-                source=source.name,
-                destination=binding.destination.name,
-                routing_key=binding.routing_key,
-                arguments=binding.arguments,
+            self.events.binding_removed(
+                self, source.name, binding.destination, binding.routing_key, binding.arguments
             )
         if removed:
             self._maybe_auto_delete(source)
@@ -450,17 +466,10 @@ class VHost:
     ) -> None:
         """Bind ``destination`` to exchange ``exchange_name``."""
         exchange = self._binding_source(exchange_name, class_id, method_id)
-        if exchange.bind(destination, routing_key, arguments):
-            self._journal_binding(
-                records.BindingAdded, exchange, destination, routing_key, arguments
-            )
-        self.hooks.plugmq_binding_added(
-            vhost=self.name,
-            source=exchange.name,
-            destination=destination.name,
-            routing_key=routing_key,
-            arguments=arguments,
-        )
+        if not exchange.bind(destination, routing_key, arguments):
+            return  # an equal binding exists: no change, nothing to journal or announce
+        self._journal_binding(records.BindingAdded, exchange, destination, routing_key, arguments)
+        self.events.binding_added(self, exchange.name, destination, routing_key, arguments)
 
     def unbind(
         self,
@@ -476,13 +485,7 @@ class VHost:
         if not exchange.unbind(destination, routing_key, arguments):
             return
         self._journal_binding(records.BindingRemoved, exchange, destination, routing_key, arguments)
-        self.hooks.plugmq_binding_removed(
-            vhost=self.name,
-            source=exchange.name,
-            destination=destination.name,
-            routing_key=routing_key,
-            arguments=arguments,
-        )
+        self.events.binding_removed(self, exchange.name, destination, routing_key, arguments)
         self._maybe_auto_delete(exchange)
 
     def _binding_source(self, exchange_name: str, class_id: int, method_id: int) -> Exchange:
@@ -539,7 +542,7 @@ class VHost:
                 arguments=dict(record.arguments),
             )
             self.queues[record.name] = queue
-            self.hooks.plugmq_queue_declared(vhost=self.name, queue=queue)
+            self.events.queue_declared(self, queue)
 
     def restore_binding(self, record: records.BindingAdded) -> None:
         """Recreate a durable binding; bindings to vanished entities are skipped."""
@@ -548,16 +551,23 @@ class VHost:
             destination: Destination | None = self.queues.get(record.destination)
         else:
             destination = self.exchanges.get(record.destination)
-        if source is not None and destination is not None:
-            source.bind(destination, record.routing_key, dict(record.arguments))
+        if source is None or destination is None:
+            return
+        arguments = dict(record.arguments)
+        if source.bind(destination, record.routing_key, arguments):
+            self.events.binding_added(self, source.name, destination, record.routing_key, arguments)
 
     def delete_everything(self) -> None:
-        """The vhost itself is deleted: delete its queues and its own exchanges (journaled)."""
+        """The vhost itself is deleted: delete its queues and exchanges.
+
+        Its own exchanges are journaled; the ``amq.*`` ones never were (every vhost has them),
+        but they go too and plugins are told.
+        """
         for queue in list(self.queues.values()):
             self.delete_queue(queue)
         for exchange in list(self.exchanges.values()):
-            if not exchange.name.startswith("amq.") and exchange.name in self.exchanges:
-                self._remove_exchange(exchange)
+            if self.exchanges.get(exchange.name) is exchange:  # not gone in a cascade meanwhile
+                self._remove_exchange(exchange, journal=not exchange.name.startswith("amq."))
 
     # -- connections going away --------------------------------------------------------------
 

@@ -22,6 +22,7 @@ import structlog
 
 from plugmq import hookspecs
 from plugmq.config import Config, ConfigError, OptionRegistry
+from plugmq.plugins.events import Events
 
 if TYPE_CHECKING:
     from plugmq.admission import ConnectionInfo, ConnectionRefusal
@@ -68,6 +69,8 @@ class PluginManager:
         self._pm.add_hookspecs(hookspecs)
         self._info: dict[str, tuple[str, str]] = {}
         self.hook = self._pm.hook
+        #: The control-plane events (the only caller of the event hooks).
+        self.events = Events(self._pm)
 
     # -- loading -------------------------------------------------------------------------------
 
@@ -165,13 +168,20 @@ class PluginManager:
         self._info[name] = (version, source)
 
     def check(self) -> None:
-        """Fail when a plugin implements a hook that does not exist (a misspelt name)."""
+        """Fail when a plugin implements a hook that does not exist (a misspelt name), or
+        wraps an event hook."""
         try:
             self._pm.check_pending()
         except pluggy.PluginValidationError as error:
             raise PluginLoadError(
                 f"plugin '{self._pm.get_name(error.plugin)}' implements an unknown hook: {error}"
             ) from error
+        wrappers = self.events.check()
+        if wrappers:
+            raise PluginLoadError(
+                f"event hooks cannot be wrappers (each plugin is called on its own): "
+                f"{', '.join(wrappers)}"
+            )
 
     # -- introspection -------------------------------------------------------------------------
 
