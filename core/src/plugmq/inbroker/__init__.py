@@ -53,6 +53,7 @@ __all__ = [
     "DurableCallback",
     "InBrokerClient",
     "InBrokerConsumer",
+    "NoSuchVHost",
     "QueueStatus",
     "Unroutable",
     "open_client",
@@ -60,11 +61,16 @@ __all__ = [
 ]
 
 
+class NoSuchVHost(ConnectionAccessRefused):
+    """The vhost does not exist (yet): 403, as connection.open answers it."""
+
+
 def open_client(broker: Broker, vhost: str = "/", user: str = "guest") -> InBrokerClient:
     """A client acting as ``user`` in ``vhost``, with that user's permissions there.
 
-    Raises 403 :class:`~plugmq.amqp.errors.ConnectionAccessRefused` for a missing vhost or a
-    user without permissions in it, as connection.open does. Permission changes apply at once.
+    Raises 403 :class:`~plugmq.amqp.errors.ConnectionAccessRefused` for a user without
+    permissions in the vhost (:class:`NoSuchVHost` for a missing vhost), as connection.open
+    does. Permission changes apply at once.
     Close it (or use it as a context manager) to delete its exclusive queues.
     """
     target = _vhost(broker, vhost, user)
@@ -85,7 +91,5 @@ def open_internal_client(broker: Broker, vhost: str = "/") -> InBrokerClient:
 def _vhost(broker: Broker, name: str, user: str) -> VHost:
     vhost = broker.vhosts.get(name)
     if vhost is None:
-        raise ConnectionAccessRefused(
-            f"access to vhost '{name}' refused for user '{user}': no such vhost", 10, 40
-        )
+        raise NoSuchVHost(f"access to vhost '{name}' refused for user '{user}': no such vhost")
     return vhost
