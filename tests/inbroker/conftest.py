@@ -20,10 +20,11 @@ from plugmq.plugins.manager import PluginManager
 
 
 @asynccontextmanager
-async def running_broker(data_dir: Path, **overrides: Any) -> AsyncIterator[Broker]:
-    """Start a broker in this trio run; shut it down cleanly when the block ends."""
+async def running_broker(data_dir: Path, *modules: str, **overrides: Any) -> AsyncIterator[Broker]:
+    """Start a broker (with plugin ``modules``) in this trio run; shut it down cleanly when the
+    block ends."""
     plugins = PluginManager()
-    plugins.load(["transport_tcp", "store_bdb"], autoload=False)
+    plugins.load(["transport_tcp", "store_bdb", *modules], autoload=False)
     settings = {"data_dir": str(data_dir), "port": 0, "interface": "127.0.0.1", **overrides}
     config = Config.defaults(plugins.options(), **settings)
     plugins.configure(config)
