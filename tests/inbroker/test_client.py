@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 import trio
-from conftest import running_broker
 from pamqp import commands
+from support.in_process import running_broker
 
 from plugmq.amqp.errors import (
     AccessRefused,

@@ -6,7 +6,7 @@ import re
 from pathlib import Path
 
 import trio
-from conftest import running_broker
+from support.in_process import running_broker
 
 from plugmq.inbroker import Delivery, open_client
 

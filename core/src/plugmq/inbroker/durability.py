@@ -66,11 +66,6 @@ class DurableNotifier:
         self._waiting: deque[_Waiting] = deque()
         self._registered = False
 
-    @property
-    def waiting(self) -> int:
-        """Publishes whose callback has not run yet (for tests and statistics)."""
-        return sum(1 for waiting in self._waiting if waiting.callback is not None)
-
     def track(self, seq: int, message: Message, callback: DurableCallback) -> None:
         """Call ``callback(True)`` once journal record ``seq`` is durable (or the message was
         consumed everywhere before it was written); ``callback(False)`` at once for a refused

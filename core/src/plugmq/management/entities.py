@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from plugmq.inbroker import InBrokerConsumer
 from plugmq.management.commands import Command, CommandContext, CommandError, flag, table, text
 
 if TYPE_CHECKING:
@@ -74,12 +75,18 @@ def _queue_info(queue: Queue, context: CommandContext, unacked: int) -> dict[str
 
 
 def unacked_by_queue(broker: Broker) -> dict[Queue, int]:
-    """Unacknowledged deliveries per queue, counted over every channel (on request only)."""
+    """Unacknowledged deliveries per queue, counted over every channel and in-broker consumer
+    (on request only)."""
     counts: dict[Queue, int] = {}
     for connection in list(broker.connections):
         for channel in list(connection.channels.values()):
             for _, queue, _ in channel.unacked.values():
                 counts[queue] = counts.get(queue, 0) + 1
+    for vhost in broker.vhosts.values():
+        for queue in vhost.queues.values():
+            for consumer in queue.consumers:
+                if isinstance(consumer.channel, InBrokerConsumer):
+                    counts[queue] = counts.get(queue, 0) + consumer.unacked
     return counts
 
 
