@@ -106,6 +106,8 @@ async def test_exclusive_consumers_and_tags(client: InBrokerClient) -> None:
     with pytest.raises(AccessRefused, match="exclusive use"):
         client.consume("c.q", lambda delivery: None)
     client.declare_queue("t.q")
+    with pytest.raises(ValueError, match="prefetch -1"):
+        client.consume("t.q", lambda delivery: None, prefetch=-1)
     with pytest.raises(NotAllowed, match="reuse consumer tag 'first'"):
         client.consume("t.q", lambda delivery: None, tag="first")
 
@@ -166,3 +168,15 @@ async def test_consumer_events_fire_like_a_channels(
         ("added", "c.q", "closed"),
         ("removed", "c.q", "closed"),
     ]
+
+
+async def test_a_no_ack_consumer_settles_on_delivery(
+    live_broker: Broker, client: InBrokerClient
+) -> None:
+    got: list[Delivery] = []
+    consumer = client.consume("c.q", got.append, no_ack=True, prefetch=1)
+    _publish(client, 3)
+    assert [d.body for d in got] == [b"0", b"1", b"2"], "prefetch does not bound no-ack"
+    assert consumer.unacked == 0 and live_broker.memory.used == 0
+    with pytest.raises(PreconditionFailed):
+        got[0].ack()

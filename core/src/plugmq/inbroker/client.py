@@ -392,10 +392,13 @@ class InBrokerClient:
         dispatch for each message, at most ``prefetch`` unsettled at a time (0: no limit).
 
         Keep ``on_delivery`` cheap and non-blocking (``send_nowait`` into a memory channel of
-        ``prefetch`` slots). ``on_cancel(consumer)`` is called when the broker cancels the
-        consumer because its queue was deleted.
+        ``prefetch`` slots); it may be called before ``consume`` returns, for messages already
+        waiting. ``on_cancel(consumer)`` is called when the broker cancels the consumer because
+        its queue was deleted.
         """
         self._check_open()
+        if not 0 <= prefetch <= 0xFFFF:
+            raise ValueError(f"prefetch {prefetch} is not between 0 and 65535 (basic.qos)")
         self.grant.check("read", "queue", queue, 60, 20)
         target = self._vhost.get_queue(queue, self, 60, 20)
         tag = tag or "plugmq.inbroker-" + secrets.token_urlsafe(12)
