@@ -327,7 +327,7 @@ class InBrokerClient:
         if queues:
             seq = self._vhost.enqueue(queues, message)
         elif mandatory:
-            raise Unroutable(f"NO_ROUTE: '{exchange}' routed '{routing_key}' nowhere", 60, 40)
+            raise Unroutable(f"exchange '{exchange}' routed '{routing_key}' to no queue", 60, 40)
         else:
             seq = 0
         if on_durable is not None:
