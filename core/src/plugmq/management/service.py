@@ -69,11 +69,11 @@ class ManagementService:
             self.attach(vhost)
         task_status.started()
         async for vhost, client, delivery in self._receive:
-            try:
-                await self._serve(vhost, client, delivery)
-            finally:
-                if not client.closed:
-                    delivery.ack()
+            # Acked when taken, as the no-ack consumer it replaces: the prefetch bounds the
+            # requests waiting here, and a request being served is not listed as unacked.
+            if not client.closed:
+                delivery.ack()
+            await self._serve(vhost, client, delivery)
 
     def attach(self, vhost: VHost) -> None:
         """Open the service's client in ``vhost``, declare the reserved queue and consume it."""
