@@ -51,8 +51,8 @@ class Publisher(threading.Thread):
             except pika.exceptions.NackError:
                 self.outcome = "nacked"
         finally:
-            self.done.set()
             connection.close()
+            self.done.set()
 
 
 def _declare_queue(broker: BrokerProcess) -> None:

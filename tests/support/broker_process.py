@@ -60,17 +60,24 @@ class BrokerProcess:
             command, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True
         )
         log_file.close()
-        self.port = self.wait_listening(timeout, ready_event)
+        self.port = self.wait_listening(timeout, ready_event, consume=False)
         return self
 
-    def wait_listening(self, timeout: float = START_TIMEOUT, name: str = "broker_active") -> int:
+    def wait_listening(
+        self, timeout: float = START_TIMEOUT, name: str = "broker_active", consume: bool = True
+    ) -> int:
         """Wait for a new ``name`` event naming listeners; return its TCP port."""
-        event = self.wait_event(name, timeout)
+        event = self.wait_event(name, timeout, consume=consume)
         tcp = [a for a in event["listening"] if a.startswith("tcp://")]
         return int(tcp[0].rsplit(":", 1)[1])
 
-    def wait_event(self, name: str, timeout: float = START_TIMEOUT, **fields: object) -> dict:
+    def wait_event(
+        self, name: str, timeout: float = START_TIMEOUT, consume: bool = True, **fields: object
+    ) -> dict:
         """The first log event ``name`` (with ``fields``) written since the last one waited for.
+
+        With ``consume`` the next wait starts after this event; ``start`` does not consume, so
+        a test can still find events logged before readiness.
 
         Polls the log file (the broker writes it; there is no other channel), bounded by
         ``timeout``; raises with the log tail when the event does not come or the broker died.
@@ -83,7 +90,8 @@ class BrokerProcess:
                 if event.get("event") == name and all(
                     event.get(key) == value for key, value in fields.items()
                 ):
-                    self.events_seen = index + 1
+                    if consume:
+                        self.events_seen = index + 1
                     return event
             if self.process is not None and self.process.poll() is not None:
                 raise RuntimeError(f"broker exited with {self.process.returncode}:\n{self.tail()}")
