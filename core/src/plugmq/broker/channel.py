@@ -19,6 +19,7 @@ from plugmq.amqp import methods as M
 from plugmq.amqp.content import USER_ID_BIT, USER_ID_BYTE, peek_header, user_id_of
 from plugmq.amqp.errors import (
     AccessRefused,
+    AMQPError,
     ChannelNotOpen,
     NotAllowed,
     NotImplemented_,
@@ -27,6 +28,7 @@ from plugmq.amqp.errors import (
 )
 from plugmq.broker.message import Message
 from plugmq.broker.queue import Consumer, Entry, Queue
+from plugmq.broker.vhost import check_exchange_deletable
 
 if TYPE_CHECKING:
     from plugmq.broker.connection import Connection
@@ -65,6 +67,8 @@ class Channel:
         self.prefetch_count = 0  # default per-consumer limit (basic.qos global=false)
         self.global_prefetch = 0  # shared channel limit (basic.qos global=true)
         self._last_queue = ""
+        #: While this channel deletes a queue: its own basic.cancel frames, sent after delete-ok.
+        self._held_cancels: list[bytes] | None = None
         # publisher confirms and transactions
         self.confirm_mode = False
         self.tx_mode = False
@@ -104,7 +108,13 @@ class Channel:
         handler = _HANDLERS.get(index)
         if handler is None:
             raise NotImplemented_(f"method {M.method_name(index)} is not supported", *_ids(index))
-        handler(self, args)
+        try:
+            handler(self, args)
+        except AMQPError as error:
+            # The close names the method that failed, whatever raised (RabbitMQ's rule): a
+            # missing queue in basic.consume is 60/20, a headers binding error 50/20.
+            error.class_id, error.method_id = _ids(index)
+            raise
 
     def handle_header(self, payload: bytes) -> None:
         """A content header frame: must follow basic.publish."""
@@ -352,11 +362,13 @@ class Channel:
         self.consumers.pop(consumer.tag, None)
         consumer.queue.remove_consumer(consumer)
         if self.connection.consumer_cancel_notify and not self.closing:
-            self.connection.send(
-                M.encode_method(
-                    self.number, commands.Basic.Cancel(consumer_tag=consumer.tag, nowait=True)
-                )
+            frame = M.encode_method(
+                self.number, commands.Basic.Cancel(consumer_tag=consumer.tag, nowait=True)
             )
+            if self._held_cancels is not None:
+                self._held_cancels.append(frame)
+            else:
+                self.connection.send(frame)
 
     # -- channel class -------------------------------------------------------------------------
 
@@ -426,6 +438,7 @@ class Channel:
             self._send_durably(commands.Exchange.DeclareOk())
 
     def _on_exchange_delete(self, args: commands.Exchange.Delete) -> None:
+        check_exchange_deletable(args.exchange, self.vhost.name)
         self.grant.check("configure", "exchange", args.exchange, 40, 20)
         self.vhost.delete_exchange(args.exchange, if_unused=args.if_unused)
         if not args.nowait:
@@ -434,7 +447,7 @@ class Channel:
     def _on_exchange_bind(self, args: commands.Exchange.Bind) -> None:
         self.grant.check("write", "exchange", args.destination, 40, 30)
         self.grant.check("read", "exchange", args.source, 40, 30)
-        destination = self.vhost.get_exchange(args.destination, 40, 30)
+        destination = self.vhost.exchange_for_binding(args.destination, 40, 30)
         self.vhost.bind(args.source, destination, args.routing_key, args.arguments, 40, 30)
         if not args.nowait:
             self._send_durably(commands.Exchange.BindOk())
@@ -442,7 +455,7 @@ class Channel:
     def _on_exchange_unbind(self, args: commands.Exchange.Unbind) -> None:
         self.grant.check("write", "exchange", args.destination, 40, 40)
         self.grant.check("read", "exchange", args.source, 40, 40)
-        destination = self.vhost.get_exchange(args.destination, 40, 40)
+        destination = self.vhost.exchange_for_binding(args.destination, 40, 40, missing_ok=True)
         self.vhost.unbind(args.source, destination, args.routing_key, args.arguments, 40, 40)
         if not args.nowait:
             self._send_durably(commands.Exchange.UnbindOk())
@@ -474,8 +487,8 @@ class Channel:
                 )
             )
 
-    def _queue_named(self, name: str, method_id: int) -> Queue:
-        return self.vhost.get_queue(name or self._last_queue, self.connection, 50, method_id)
+    def _queue_named(self, name: str, method_id: int, class_id: int = 50) -> Queue:
+        return self.vhost.get_queue(name or self._last_queue, self.connection, class_id, method_id)
 
     def _on_queue_bind(self, args: commands.Queue.Bind) -> None:
         self.grant.check("write", "queue", args.queue or self._last_queue, 50, 20)
@@ -487,9 +500,17 @@ class Channel:
             self._send_durably(commands.Queue.BindOk())
 
     def _on_queue_unbind(self, args: commands.Queue.Unbind) -> None:
-        self.grant.check("write", "queue", args.queue or self._last_queue, 50, 50)
+        """queue.unbind; a queue, exchange or binding that is gone is not an error.
+
+        RabbitMQ 3.x (rabbit_binding:remove) answers unbind-ok then: an auto-delete queue
+        may vanish before its client unbinds it.
+        """
+        name = args.queue or self._last_queue
+        self.grant.check("write", "queue", name, 50, 50)
         self.grant.check("read", "exchange", args.exchange, 50, 50)
-        queue = self._queue_named(args.queue, 50)
+        queue = self.vhost.queues.get(name)
+        if queue is not None:
+            self.vhost.check_exclusive_access(queue, self.connection, 50, 50)
         self.vhost.unbind(args.exchange, queue, args.routing_key, args.arguments, 50, 50)
         self._send_durably(commands.Queue.UnbindOk())
 
@@ -503,7 +524,7 @@ class Channel:
         name = args.queue or self._last_queue
         self.grant.check("configure", "queue", name, 50, 40)
         queue = self.vhost.queues.get(name)
-        count = 0
+        count, cancels = 0, b""
         if queue is not None:
             self.vhost.check_exclusive_access(queue, self.connection, 50, 40)
             if args.if_unused and queue.consumer_count:
@@ -514,9 +535,27 @@ class Channel:
                 raise PreconditionFailed(
                     f"queue '{name}' in vhost '{self.vhost.name}' not empty", 50, 40
                 )
+            count, cancels = self._delete_holding_cancels(queue)
+        if args.nowait:
+            if cancels:
+                self.connection.send(cancels)
+            return
+        reply = M.encode_method(self.number, commands.Queue.DeleteOk(message_count=count))
+        self._send_durably(reply + cancels)
+
+    def _delete_holding_cancels(self, queue: Queue) -> tuple[int, bytes]:
+        """Delete ``queue``; return its message count and this channel's basic.cancel frames.
+
+        The deleting channel gets queue.delete-ok before the cancels of its own consumers
+        (RabbitMQ's order; clients such as aio-pika wait for the reply first), so they are
+        held back here and sent right after the reply.
+        """
+        self._held_cancels = []
+        try:
             count = self.vhost.delete_queue(queue)
-        if not args.nowait:
-            self._send_durably(commands.Queue.DeleteOk(message_count=count))
+        finally:
+            held, self._held_cancels = self._held_cancels, None
+        return count, b"".join(held)
 
     # -- basic class ---------------------------------------------------------------------------
 
@@ -533,7 +572,7 @@ class Channel:
 
     def _on_basic_consume(self, args: commands.Basic.Consume) -> None:
         self.grant.check("read", "queue", args.queue or self._last_queue, 60, 20)
-        queue = self._queue_named(args.queue, 20)
+        queue = self._queue_named(args.queue, 20, 60)
         tag = args.consumer_tag or "amq.ctag-" + secrets.token_urlsafe(16)
         if tag in self.consumers:
             raise NotAllowed(f"attempt to reuse consumer tag '{tag}'", 60, 20)
@@ -571,7 +610,7 @@ class Channel:
 
     def _on_basic_get(self, args: commands.Basic.Get) -> None:
         self.grant.check("read", "queue", args.queue or self._last_queue, 60, 70)
-        queue = self._queue_named(args.queue, 70)
+        queue = self._queue_named(args.queue, 70, 60)
         entry = queue.get()
         if entry is None and queue.paged:
             self.connection.broker.spawn(lambda: self._get_after_paging(queue, args.no_ack))

@@ -697,9 +697,12 @@ class Connection:
                 f"expected 'channel.open' on channel {number}, got {M.method_name(index)}",
                 *_split(index),
             )
-        if number > self.channel_max:
+        # channel_max bounds how many channels are open, not their numbers (rabbit_reader:
+        # create_channel; RabbitMQ opens channel 65535 under channel_max 2047).
+        if len(self.channels) >= self.channel_max:
             raise NotAllowed(
-                f"channel number {number} exceeds the negotiated channel_max {self.channel_max}",
+                f"number of channels opened ({len(self.channels)}) has reached the "
+                f"negotiated channel_max ({self.channel_max})",
                 20,
                 10,
             )
