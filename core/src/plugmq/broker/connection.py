@@ -182,6 +182,11 @@ class Connection:
         else:
             self._wake.set()
 
+    @property
+    def output_size(self) -> int:
+        """Bytes queued for the peer and not sent yet."""
+        return self._out_size
+
     def _send_now(self) -> None:
         """Send the queued output without waiting; what the socket does not take, the writer does.
 
@@ -439,7 +444,7 @@ class Connection:
             "consumer_priorities": True,
             "authentication_failure_close": True,
             "per_consumer_qos": True,
-            "direct_reply_to": False,
+            "direct_reply_to": True,
         }
         return commands.Connection.Start(
             version_major=0,

@@ -23,6 +23,8 @@ from plugmq.broker.arguments import (
     assert_equivalent,
     check_exchange_arguments,
 )
+from plugmq.broker.direct_reply import PREFIX as REPLY_PREFIX
+from plugmq.broker.direct_reply import ReplyConsumer
 from plugmq.broker.exchange import Exchange
 from plugmq.broker.message import Message
 from plugmq.broker.queue import Queue
@@ -56,6 +58,8 @@ class VHost:
         self.hooks = broker.plugins.hook
         self.exchanges: dict[str, Exchange] = {}
         self.queues: dict[str, Queue] = {}
+        #: Direct reply-to consumers by the routing key of their replies (see direct_reply).
+        self.reply_consumers: dict[str, ReplyConsumer] = {}
         for exchange_name, type_name in STANDARD_EXCHANGES:
             self._create_exchange(exchange_name, type_name, True, False, False, {})
 
@@ -70,8 +74,7 @@ class VHost:
         Raises :class:`NotFound` for an unknown exchange.
         """
         if not exchange_name:
-            queue = self.queues.get(message.routing_key)
-            return (queue,) if queue is not None else _EMPTY
+            return self._route_default(message.routing_key)
         exchange = self.exchanges.get(exchange_name)
         if exchange is None:
             raise NotFound(f"no exchange '{exchange_name}' in vhost '{self.name}'", 60, 40)
@@ -92,10 +95,24 @@ class VHost:
     def route_dead_letter(self, exchange_name: str, message: Message) -> Any:
         """Route a dead-lettered message; None when its exchange does not exist."""
         if not exchange_name:
-            queue = self.queues.get(message.routing_key)
-            return (queue,) if queue is not None else _EMPTY
+            return self._route_default(message.routing_key)
         exchange = self.exchanges.get(exchange_name)
         return None if exchange is None else self.route_from(exchange, message)
+
+    def _route_default(self, routing_key: str) -> Any:
+        """The default exchange: the queue named ``routing_key``, or a direct reply-to consumer.
+
+        A reply to a requester that is gone routes nowhere (dropped, or returned when
+        mandatory). The reply prefix is only tested when no queue has the name.
+        """
+        queue = self.queues.get(routing_key)
+        if queue is not None:
+            return (queue,)
+        if routing_key.startswith(REPLY_PREFIX):
+            consumer = self.reply_consumers.get(routing_key)
+            if consumer is not None:
+                return (consumer,)
+        return _EMPTY
 
     def _route_through_exchanges(self, exchange: Exchange, message: Message) -> set[Queue]:
         """Exchange-to-exchange routing: follow exchange destinations, each exchange once.
