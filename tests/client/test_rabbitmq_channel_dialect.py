@@ -15,6 +15,7 @@ import asyncio
 from typing import Any
 from urllib.parse import urlsplit
 
+import aio_pika
 import amqp
 import pika
 import pytest
@@ -83,6 +84,38 @@ def test_unbind_of_a_vanished_queue_exchange_or_binding_answers_unbind_ok(
         channel.basic_publish("", other, b"still open")
         assert channel.basic_get(other, auto_ack=True)[2] == b"still open"
         channel.exchange_delete(name)
+
+
+def test_aio_pika_rpc_pattern_opens_and_closes_repeatedly(amqp_url: str, name: str) -> None:
+    # aio_pika.patterns.RPC.close cancels its consumer (the auto-delete reply queue and its
+    # auto-delete DLX exchange vanish), then unbinds and deletes them: it needs idempotent
+    # unbind and delete to close cleanly.
+    from aio_pika.patterns import RPC
+
+    async def multiply(*, x: int) -> int:
+        return x * 6
+
+    async def body() -> None:
+        connection = await aio_pika.connect(amqp_url)
+        async with connection:
+            server = await RPC.create(await connection.channel())
+            await server.register(name, multiply, auto_delete=True)
+            for round_number in range(3):
+                channel = await connection.channel()
+                client = await RPC.create(channel)
+                assert await client.proxy.__getattr__(name)(x=round_number + 7) == (
+                    (round_number + 7) * 6
+                )
+                await client.close()
+                assert not channel.is_closed, "closing the RPC closed its channel"
+                await channel.close()
+            await server.close()
+
+    async def bounded() -> None:
+        async with asyncio.timeout(TIMEOUT * 2):
+            await body()
+
+    asyncio.run(bounded())
 
 
 def test_unbind_from_the_default_exchange_is_still_refused(amqp_url: str) -> None:
