@@ -248,3 +248,40 @@ def test_a_delivered_mandatory_reply_is_confirmed_not_returned(
         else:
             responder_channel.basic_publish("", reply_to, b"answer", mandatory=True)
         assert next_delivery(requester, replies)[3] == b"answer"
+
+
+def test_replies_to_a_requester_that_does_not_read_are_dropped_not_buffered(
+    plugmq_url: str,
+) -> None:
+    # plugmq's bound (RabbitMQ 3.x buffers without limit): above 8 MiB of unread output the
+    # requester's replies are dropped; what arrives is in order and intact, and once the
+    # requester reads again replies flow.
+    size, count = 512 * 1024, 64
+    with pika_connection(plugmq_url) as requester, pika_connection(plugmq_url) as responder:
+        channel = requester.channel()
+        replies: list = []
+        channel.basic_consume(PSEUDO_QUEUE, lambda *delivery: replies.append(delivery), True)
+        queue = channel.queue_declare("", exclusive=True).method.queue
+        channel.basic_publish("", queue, b"req", pika.BasicProperties(reply_to=PSEUDO_QUEUE))
+        reply_to = None
+        while reply_to is None:
+            got = channel.basic_get(queue, auto_ack=True)
+            reply_to = got[1].reply_to if got[0] else None
+        replies.clear()
+        # The requester stops reading its socket: pika reads only inside its calls.
+        sender = responder.channel()
+        sender.confirm_delivery()  # each confirm: the broker has delivered or dropped it
+        for number in range(count):
+            sender.basic_publish("", reply_to, b"%04d" % number + b"." * (size - 4))
+        # Now read until nothing more arrives; then the backlog is gone and replies flow.
+        seen = -1
+        while len(replies) != seen:
+            seen = len(replies)
+            requester.process_data_events(time_limit=0.5)
+        numbers = [int(body[:4]) for *_, body in replies]
+        assert all(len(body) == size for *_, body in replies)
+        assert numbers == sorted(set(numbers))
+        assert 0 < len(numbers) < count, f"{len(numbers)} of {count} arrived"
+        replies.clear()
+        sender.basic_publish("", reply_to, b"after")
+        assert next_delivery(requester, replies)[3] == b"after"
