@@ -17,8 +17,10 @@ import aio_pika
 import kombu
 import pika
 import pytest
+import trio
 
 from plugmq.amqp import constants as C
+from plugmq.client import connect
 
 TIMEOUT = 10.0
 PSEUDO_QUEUE = "amq.rabbitmq.reply-to"
@@ -285,3 +287,33 @@ def test_replies_to_a_requester_that_does_not_read_are_dropped_not_buffered(
         replies.clear()
         sender.basic_publish("", reply_to, b"after")
         assert next_delivery(requester, replies)[3] == b"after"
+
+
+async def test_plugmq_client_rpc_with_direct_reply_to(amqp_url: str, name: str) -> None:
+    # The trio client, as the admin CLI uses it: no reply queue is declared.
+    with trio.fail_after(TIMEOUT):
+        async with (
+            connect(amqp_url) as server,
+            connect(amqp_url) as client,
+            server.channel() as server_channel,
+            client.channel() as client_channel,
+        ):
+            await server_channel.queue_declare(name, auto_delete=True)
+            replies = await client_channel.start_consumer(PSEUDO_QUEUE, no_ack=True)
+            await client_channel.publish(
+                "", name, b"ping", {"reply_to": PSEUDO_QUEUE, "correlation_id": "c7"}
+            )
+            async with server_channel.consume(name) as requests:
+                async for request in requests:
+                    await server_channel.publish(
+                        "",
+                        request.properties.reply_to,
+                        b"pong",
+                        {"correlation_id": request.properties.correlation_id},
+                    )
+                    await request.ack()
+                    break
+            async for reply in replies:
+                assert (reply.body, reply.properties.correlation_id) == (b"pong", "c7")
+                assert reply.routing_key.startswith(PSEUDO_QUEUE + ".")
+                break

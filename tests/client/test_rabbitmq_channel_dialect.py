@@ -19,6 +19,7 @@ import aio_pika
 import amqp
 import pika
 import pytest
+from aio_pika.patterns import RPC
 from pika.adapters.asyncio_connection import AsyncioConnection
 
 from plugmq.amqp import constants as C
@@ -90,8 +91,6 @@ def test_aio_pika_rpc_pattern_opens_and_closes_repeatedly(amqp_url: str, name: s
     # aio_pika.patterns.RPC.close cancels its consumer (the auto-delete reply queue and its
     # auto-delete DLX exchange vanish), then unbinds and deletes them: it needs idempotent
     # unbind and delete to close cleanly.
-    from aio_pika.patterns import RPC
-
     async def multiply(*, x: int) -> int:
         return x * 6
 
