@@ -183,6 +183,11 @@ class Connection:
         else:
             self._wake.set()
 
+    @property
+    def output_size(self) -> int:
+        """Bytes queued for the peer and not sent yet."""
+        return self._out_size
+
     def _send_now(self) -> None:
         """Send the queued output without waiting; what the socket does not take, the writer does.
 
@@ -441,7 +446,7 @@ class Connection:
             "consumer_priorities": True,
             "authentication_failure_close": True,
             "per_consumer_qos": True,
-            "direct_reply_to": False,
+            "direct_reply_to": True,
         }
         properties = {
             "product": "plugmq",
@@ -712,9 +717,12 @@ class Connection:
                 f"expected 'channel.open' on channel {number}, got {M.method_name(index)}",
                 *_split(index),
             )
-        if number > self.channel_max:
+        # channel_max bounds how many channels are open, not their numbers (rabbit_reader:
+        # create_channel; RabbitMQ opens channel 65535 under channel_max 2047).
+        if len(self.channels) >= self.channel_max:
             raise NotAllowed(
-                f"channel number {number} exceeds the negotiated channel_max {self.channel_max}",
+                f"number of channels opened ({len(self.channels)}) has reached the "
+                f"negotiated channel_max ({self.channel_max})",
                 20,
                 10,
             )
