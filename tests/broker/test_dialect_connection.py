@@ -1,0 +1,132 @@
+"""Connection-level behaviour that real clients rely on, matching RabbitMQ 3.10+ (issue 17).
+
+Each section names the RabbitMQ behaviour (or the AMQP 0-9-1 rule RabbitMQ follows) that it
+checks, with a real client where one can produce the case (pika, aio-pika, plugmq.client)
+and raw frames (``support.raw_amqp``) where none can. Rules as in ``test_bad_input.py``:
+every socket operation is bounded, every test asserts what came back on the wire and that
+the broker still serves others afterwards.
+"""
+
+from __future__ import annotations
+
+import socket
+import struct
+from collections.abc import Iterator
+
+import pika
+import pika.exceptions
+import pytest
+from pamqp import commands
+from support import raw_amqp as raw
+from support.broker_process import BrokerProcess
+
+from plugmq.amqp import constants as C
+from plugmq.amqp.frames import build_frame
+
+TIMEOUT = 10.0
+
+
+def pika_connection(
+    broker: BrokerProcess, host: str = "127.0.0.1", **options
+) -> pika.BlockingConnection:
+    """A pika connection to ``broker`` (one attempt)."""
+    return pika.BlockingConnection(
+        pika.ConnectionParameters(host, broker.port, connection_attempts=1, **options)
+    )
+
+
+def round_trip(connection: pika.BlockingConnection, body: bytes = b"still serving") -> bytes:
+    """Declare, publish and get one message on a new channel; return what came back."""
+    channel = connection.channel()
+    queue = channel.queue_declare("", exclusive=True).method.queue
+    channel.basic_publish("", queue, body)
+    got = channel.basic_get(queue, auto_ack=True)[2]
+    channel.close()
+    return got
+
+
+@pytest.fixture
+def bystander(shared_broker: BrokerProcess) -> Iterator[pika.BlockingConnection]:
+    """A pika connection opened before the test's own; it must be unaffected."""
+    connection = pika_connection(shared_broker)
+    yield connection
+    if connection.is_open:
+        connection.close()
+
+
+def assert_unharmed(broker: BrokerProcess, bystander: pika.BlockingConnection) -> None:
+    """The broker runs and both the bystander and a fresh connection are served."""
+    assert broker.alive, broker.tail()
+    assert round_trip(bystander) == b"still serving"
+    with pika_connection(broker) as fresh:
+        assert round_trip(fresh) == b"still serving"
+
+
+# -- raw helpers ------------------------------------------------------------------------------
+
+
+def declare_queue(sock: socket.socket, channel: int = 1) -> str:
+    """A server-named exclusive queue declared on ``channel``."""
+    raw.send_method(sock, channel, commands.Queue.Declare(queue="", exclusive=True))
+    return raw.read_method(sock, commands.Queue.DeclareOk)[1].queue
+
+
+def publish_frames(exchange: str, key: str, body: bytes, split: int, channel: int = 1) -> bytes:
+    """basic.publish, its header and ``body`` cut into payloads of ``split`` bytes."""
+    header = struct.pack(">HHQH", C.BASIC, 0, len(body), 0)
+    frames = [
+        raw.pamqp_frame.marshal(
+            commands.Basic.Publish(exchange=exchange, routing_key=key), channel
+        ),
+        build_frame(C.FRAME_HEADER, channel, header),
+    ]
+    frames += [
+        build_frame(C.FRAME_BODY, channel, body[start : start + split])
+        for start in range(0, len(body), split)
+    ]
+    return b"".join(frames)
+
+
+def get_body(sock: socket.socket, queue: str, channel: int = 1) -> bytes:
+    """basic.get (no-ack) of one message; its body reassembled from the broker's frames."""
+    raw.send_method(sock, channel, commands.Basic.Get(queue=queue, no_ack=True))
+    raw.read_method(sock, commands.Basic.GetOk)
+    _, header = raw.read_frame(sock)
+    body = b""
+    while len(body) < header.body_size:
+        _, frame = raw.read_frame(sock)
+        body += frame.value
+    return body
+
+
+# -- 2. frame size ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("size", [4087, 4088, 4089, 4096, 3 * 4096 + 5, 100_000])
+def test_pika_bodies_around_a_small_frame_max_round_trip(
+    shared_broker: BrokerProcess, size: int
+) -> None:
+    # pika splits bodies at frame_max - 8; sizes at and around the frame boundaries.
+    body = bytes(range(256)) * (size // 256) + b"x" * (size % 256)
+    with pika_connection(shared_broker, frame_max=4096) as connection:
+        assert round_trip(connection, body) == body
+
+
+def test_body_frames_of_exactly_frame_max_are_accepted(
+    shared_broker: BrokerProcess, bystander: pika.BlockingConnection
+) -> None:
+    # AMQPStorm-style splitting at frame_max (not frame_max - 8): RabbitMQ accepts payloads
+    # up to frame_max (rabbit_reader FRAME_SIZE_FUDGE, 3.x and 4.x); one byte more is 501.
+    with raw.connect(shared_broker.port) as sock:
+        raw.handshake(sock, frame_max=4096)
+        raw.open_channel(sock, 1)
+        queue = declare_queue(sock)
+        body = bytes(range(256)) * 48 + b"tail"  # three frames of 4096, one of 4
+        sock.sendall(publish_frames("", queue, body, split=4096))
+        assert get_body(sock, queue) == body
+        sock.sendall(publish_frames("", queue, b"y" * 4097, split=4097))
+        close = raw.expect_close(sock)
+        assert (close.channel, close.reply_code) == (0, C.FRAME_ERROR)
+        assert "4097 bytes exceeds frame_max 4096" in close.reply_text
+        raw.wait_closed(sock, raw.TIMEOUT)
+    assert_unharmed(shared_broker, bystander)
