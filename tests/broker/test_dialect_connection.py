@@ -130,3 +130,71 @@ def test_body_frames_of_exactly_frame_max_are_accepted(
         assert "4097 bytes exceeds frame_max 4096" in close.reply_text
         raw.wait_closed(sock, raw.TIMEOUT)
     assert_unharmed(shared_broker, bystander)
+
+
+# -- 5. a closing channel discards frames -----------------------------------------------------
+
+
+def test_content_racing_a_channel_error_is_discarded(
+    shared_broker: BrokerProcess, bystander: pika.BlockingConnection
+) -> None:
+    # Spec 2.3.5 / rabbit_channel in state closing: after channel.close the broker discards
+    # every frame on the channel but close/close-ok. The publishes that follow the failing
+    # one, already on the wire, must not turn into 505 UNEXPECTED_FRAME for the connection.
+    with raw.open_raw(shared_broker.port) as sock:
+        raw.open_channel(sock, 1)
+        raw.open_channel(sock, 2)
+        queue = declare_queue(sock, channel=2)
+        racing = b"".join(
+            publish_frames("no-such-exchange", "k", b"z" * 10_000, split=4000) for _ in range(5)
+        )
+        sock.sendall(racing)
+        close = raw.expect_close(sock)  # answers channel.close-ok
+        assert (close.channel, close.reply_code) == (1, C.NOT_FOUND), close
+        assert "no-such-exchange" in close.reply_text
+        sock.sendall(publish_frames("", queue, b"on channel 2", split=4000, channel=2))
+        assert get_body(sock, queue, channel=2) == b"on channel 2"
+        raw.open_channel(sock, 1)  # the number is free again after close-ok
+        sock.sendall(publish_frames("", queue, b"on channel 1", split=4000))
+        assert get_body(sock, queue) == b"on channel 1"
+    assert_unharmed(shared_broker, bystander)
+
+
+def test_body_of_a_refused_header_is_discarded(
+    shared_broker: BrokerProcess, bystander: pika.BlockingConnection
+) -> None:
+    # The channel error comes from the content header (body larger than max_message_size,
+    # 406 as RabbitMQ 3.8+): the body frames in flight are dropped, the connection lives.
+    with raw.open_raw(shared_broker.port) as sock:
+        raw.open_channel(sock, 1)
+        huge = struct.pack(">HHQH", C.BASIC, 0, 1 << 40, 0)
+        sock.sendall(
+            raw.pamqp_frame.marshal(commands.Basic.Publish(exchange="", routing_key="q"), 1)
+            + build_frame(C.FRAME_HEADER, 1, huge)
+            + build_frame(C.FRAME_BODY, 1, b"b" * 4000) * 3
+        )
+        close = raw.expect_close(sock)
+        assert (close.channel, close.reply_code) == (1, C.PRECONDITION_FAILED), close
+        raw.open_channel(sock, 2)
+        queue = declare_queue(sock, channel=2)
+        sock.sendall(publish_frames("", queue, b"fine", split=4000, channel=2))
+        assert get_body(sock, queue, channel=2) == b"fine"
+    assert_unharmed(shared_broker, bystander)
+
+
+def test_pika_publisher_racing_a_channel_error_keeps_its_connection(
+    shared_broker: BrokerProcess,
+) -> None:
+    # pika publishes without waiting; the broker closes the channel on the first publish
+    # (404 no exchange) while the rest are on the wire. Only that channel closes.
+    with pika_connection(shared_broker) as connection:
+        doomed = connection.channel()
+        with pytest.raises(pika.exceptions.ChannelClosedByBroker) as closed:
+            # pika raises in whichever call first sees the close: a later publish, or the
+            # declare's round trip at the latest.
+            for n in range(50):
+                doomed.basic_publish("no-such-exchange", "k", b"m" * (3000 + n))
+            doomed.queue_declare("", exclusive=True)
+        assert closed.value.reply_code == C.NOT_FOUND
+        assert connection.is_open
+        assert round_trip(connection) == b"still serving"
