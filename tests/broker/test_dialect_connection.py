@@ -198,3 +198,36 @@ def test_pika_publisher_racing_a_channel_error_keeps_its_connection(
         assert closed.value.reply_code == C.NOT_FOUND
         assert connection.is_open
         assert round_trip(connection) == b"still serving"
+
+
+# -- 8. older protocol headers ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "header, version",
+    [
+        (b"AMQP\x01\x01\x00\x09", (0, 9)),  # 0-9 (txAMQP with the 0-9 spec)
+        (b"AMQP\x01\x01\x08\x00", (8, 0)),  # 0-8 as most 0-8 clients send it
+        (b"AMQP\x01\x01\x09\x01", (8, 0)),  # 0-8 as its spec prints it (py-amqplib)
+    ],
+    ids=["0-9", "0-8", "0-8-spec"],
+)
+def test_older_protocol_header_is_served_in_0_9_1(
+    shared_broker: BrokerProcess, header: bytes, version: tuple[int, int]
+) -> None:
+    # RabbitMQ 3.x rabbit_reader:handshake/2 accepts these and announces the version asked
+    # for in connection.start; the methods that follow are 0-9-1's (as RabbitMQ treats 0-9).
+    with raw.connect(shared_broker.port) as sock:
+        start = raw.start(sock, header)
+        assert (start.version_major, start.version_minor) == version
+        raw.send_start_ok(sock, raw.plain_response("guest", "guest"))
+        tune = raw.read_method(sock, commands.Connection.Tune)[1]
+        raw.send_method(sock, 0, commands.Connection.TuneOk(tune.channel_max, tune.frame_max, 0))
+        raw.send_method(sock, 0, commands.Connection.Open(virtual_host="/"))
+        raw.read_method(sock, commands.Connection.OpenOk)
+        raw.open_channel(sock, 1)
+        queue = declare_queue(sock)
+        sock.sendall(publish_frames("", queue, b"from an older client", split=4000))
+        assert get_body(sock, queue) == b"from an older client"
+        raw.send_method(sock, 0, commands.Connection.Close(200, "done", 0, 0))
+        raw.read_method(sock, commands.Connection.CloseOk)

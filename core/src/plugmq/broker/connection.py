@@ -395,12 +395,19 @@ class Connection:
     async def _handshake(self) -> None:
         self._state = "header"
         header = await self._receive_exactly(8)
-        if header != C.PROTOCOL_HEADER:
+        older = C.OLDER_PROTOCOL_HEADERS.get(header)
+        if header != C.PROTOCOL_HEADER and older is None:
             self.log.warning("bad_protocol_header", received=header.hex())
             self.send(C.PROTOCOL_HEADER)
             raise _Closed
         self._state = "start"
-        self.send(M.encode_method(0, self._start_method()))
+        start = self._start_method()
+        if older is not None:
+            # An older client (0-9 or 0-8 header) is told the version it asked for, as
+            # RabbitMQ 3.x tells it, and is then spoken 0-9-1 to.
+            self.log.info("older_protocol_header", received=header.hex())
+            start.version_major, start.version_minor = older
+        self.send(M.encode_method(0, start))
         self._state = "start-ok"
         start_ok = await self._expect_method(_START_OK)
         self._authenticate(start_ok)
