@@ -99,6 +99,49 @@ def get_body(sock: socket.socket, queue: str, channel: int = 1) -> bytes:
     return body
 
 
+# -- 1. connection.update-secret --------------------------------------------------------------
+
+
+def test_update_secret_with_the_valid_secret_is_answered_and_the_connection_goes_on(
+    shared_broker: BrokerProcess,
+) -> None:
+    # RabbitMQ extension (rabbit_reader handle_method0 connection.update_secret, 3.8+):
+    # update-secret-ok, and the connection and its channels keep working.
+    with pika_connection(shared_broker) as connection:
+        channel = connection.channel()
+        queue = channel.queue_declare("", exclusive=True).method.queue
+        connection.update_secret("guest", "token refreshed")  # returns on update-secret-ok
+        channel.basic_publish("", queue, b"after the refresh")
+        assert channel.basic_get(queue, auto_ack=True)[2] == b"after the refresh"
+    events = [e for e in shared_broker.events() if e.get("event") == "secret_updated"]
+    assert events and events[-1]["reason"] == "token refreshed"
+
+
+def test_update_secret_with_a_wrong_secret_closes_the_connection_with_530(
+    shared_broker: BrokerProcess, bystander: pika.BlockingConnection
+) -> None:
+    # rabbit_reader: a refused secret is protocol_error(not_allowed, "New secret was
+    # refused by one of the backends") -> connection.close 530 for method 10.70. (RabbitMQ's
+    # internal user database does not check the secret; plugmq checks it as at login.)
+    connection = pika_connection(shared_broker)
+    with pytest.raises(pika.exceptions.ConnectionClosedByBroker) as closed:
+        connection.update_secret("not the password", "token refreshed")
+    assert closed.value.reply_code == C.NOT_ALLOWED
+    assert closed.value.reply_text.startswith("NOT_ALLOWED - New secret was refused")
+    assert not connection.is_open
+    assert_unharmed(shared_broker, bystander)
+
+
+def test_update_secret_close_names_the_method(shared_broker: BrokerProcess) -> None:
+    sock = raw.open_raw(shared_broker.port)
+    with sock:
+        raw.send_method(sock, 0, commands.Connection.UpdateSecret("wrong", "rotation"))
+        close = raw.expect_close(sock)
+        assert (close.channel, close.reply_code) == (0, C.NOT_ALLOWED)
+        assert (close.class_id, close.method_id) == (10, 70)
+        raw.wait_closed(sock, raw.TIMEOUT)
+
+
 # -- 2. frame size ----------------------------------------------------------------------------
 
 

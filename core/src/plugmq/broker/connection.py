@@ -73,6 +73,7 @@ _OPEN = commands.Connection.Open.index  # type: ignore[attr-defined]
 _CLOSE = commands.Connection.Close.index  # type: ignore[attr-defined]
 _CLOSE_OK = commands.Connection.CloseOk.index  # type: ignore[attr-defined]
 _CHANNEL_OPEN = commands.Channel.Open.index  # type: ignore[attr-defined]
+_UPDATE_SECRET = commands.Connection.UpdateSecret.index  # type: ignore[attr-defined]
 
 
 class _Closed(Exception):
@@ -732,6 +733,9 @@ class Connection:
             raise _Closed
         if index == _CLOSE_OK:
             raise _Closed
+        if index == _UPDATE_SECRET:
+            self._update_secret(args)
+            return
         if index in _IGNORED_ON_ZERO:
             return
         # rabbit_reader:handle_method0 answers any other method on channel 0 with 504.
@@ -739,6 +743,33 @@ class Connection:
             f"unexpected method {M.method_name(index)} in connection state running",
             *_split(index),
         )
+
+    def _update_secret(self, update: commands.Connection.UpdateSecret) -> None:
+        """connection.update-secret, RabbitMQ's extension for expiring secrets (OAuth tokens).
+
+        The new secret must pass the same check as the password at login, for the user that
+        logged in (so a client can move to a changed password without reconnecting); the
+        user must still have access to the vhost. Otherwise the connection is closed with
+        530, as rabbit_reader closes it ("New secret was refused by one of the backends").
+        RabbitMQ's internal user database accepts any secret here (its state cannot
+        expire); plugmq checks it, as a secret that passes nothing should not extend a login.
+        """
+        secret = update.new_secret
+        try:
+            if isinstance(secret, bytes):  # pamqp keeps a longstr that is not UTF-8 as bytes
+                raise ConnectionAccessRefused("the new secret is not UTF-8")
+            self.broker.users.authenticate(self.user, secret or "", _is_loopback(self.peer))
+        except ConnectionAccessRefused as error:
+            self.log.warning("update_secret_refused", user=self.user, reason=str(error))
+            raise NotAllowed(
+                f"New secret was refused by one of the backends (user '{self.user}')", 10, 70
+            ) from error
+        if self.broker.access.grant(self.user, self.vhost.name) is None:
+            raise NotAllowed(
+                f"access to vhost '{self.vhost.name}' refused for user '{self.user}'", 10, 70
+            )
+        self.log.info("secret_updated", user=self.user, reason=update.reason)
+        self.send(M.encode_method(0, commands.Connection.UpdateSecretOk()))
 
     # -- heartbeats ------------------------------------------------------------------------------
 
