@@ -9,10 +9,13 @@ the broker still serves others afterwards.
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import socket
 import struct
 from collections.abc import Iterator
 
+import aio_pika
 import pika
 import pika.exceptions
 import pytest
@@ -241,6 +244,95 @@ def test_pika_publisher_racing_a_channel_error_keeps_its_connection(
         assert closed.value.reply_code == C.NOT_FOUND
         assert connection.is_open
         assert round_trip(connection) == b"still serving"
+
+
+# -- 6. graceful connection close -------------------------------------------------------------
+
+
+def assert_clean_end(sock: socket.socket) -> None:
+    """The broker's side ends with a FIN (EOF), not a reset, within the timeout."""
+    sock.settimeout(raw.TIMEOUT)
+    while data := sock.recv(65536):  # ConnectionResetError here is the failure
+        assert data, data
+
+
+def test_frames_after_connection_close_do_not_reset_the_close_ok(
+    shared_broker: BrokerProcess,
+) -> None:
+    # Spec 2.2.4 and rabbit_reader (state closed: input is read and dropped until the
+    # client closes): the client pipelined ~100 KB after its close; it gets close-ok, then
+    # EOF. Closing with that input unread would make the kernel send a reset instead.
+    with raw.open_raw(shared_broker.port) as sock:
+        raw.open_channel(sock, 1)
+        close = raw.pamqp_frame.marshal(commands.Connection.Close(200, "bye", 0, 0), 0)
+        after = publish_frames("", "anything", b"p" * 100_000, split=4000)
+        sock.sendall(close + after)
+        channel, method = raw.read_method(sock)
+        assert (channel, method.name) == (0, "Connection.CloseOk")
+        assert_clean_end(sock)
+
+
+def test_broker_close_is_followed_by_a_clean_end(shared_broker: BrokerProcess) -> None:
+    # The broker closes (505: content on channel 0); the client answers close-ok with more
+    # data right behind it (~100 KB). It sees EOF after the close handshake, not a reset.
+    heartbeats = build_frame(C.FRAME_HEARTBEAT, 0, b"") * 12_500
+    with raw.open_raw(shared_broker.port) as sock:
+        sock.sendall(build_frame(C.FRAME_BODY, 0, b"x"))
+        channel, close = raw.read_method(sock, commands.Connection.Close)
+        assert (channel, close.reply_code) == (0, C.UNEXPECTED_FRAME)
+        sock.sendall(raw.pamqp_frame.marshal(commands.Connection.CloseOk(), 0) + heartbeats)
+        assert_clean_end(sock)
+
+
+def test_aio_pika_rpc_style_open_close_cycles(
+    shared_broker: BrokerProcess, caplog: pytest.LogCaptureFixture
+) -> None:
+    # aio-pika's RPC pattern, one short-lived connection per call, as RPC clients do it: a
+    # server consumer answers to reply_to, the caller consumes its exclusive reply queue,
+    # then the connection is closed with both consumers still active. Every close must end
+    # cleanly: no error from aiormq, each connection closed by its client, none lost.
+    cycles = 30
+    events_before = len(shared_broker.events())
+
+    async def call(url: str, n: int) -> bytes:
+        async with await aio_pika.connect(url) as connection:
+            channel = await connection.channel()
+            server_queue = await channel.declare_queue("", exclusive=True)
+            reply_queue = await channel.declare_queue("", exclusive=True)
+
+            async def serve(request: aio_pika.abc.AbstractIncomingMessage) -> None:
+                async with request.process():
+                    await channel.default_exchange.publish(
+                        aio_pika.Message(request.body.upper()), routing_key=request.reply_to
+                    )
+
+            replies: asyncio.Queue[bytes] = asyncio.Queue()
+
+            async def collect(reply: aio_pika.abc.AbstractIncomingMessage) -> None:
+                replies.put_nowait(reply.body)
+
+            await server_queue.consume(serve)
+            await reply_queue.consume(collect, no_ack=True)
+            await channel.default_exchange.publish(
+                aio_pika.Message(f"request {n}".encode(), reply_to=reply_queue.name),
+                routing_key=server_queue.name,
+            )
+            return await replies.get()
+
+    async def main() -> list[bytes]:
+        async with asyncio.timeout(60):
+            return [await call(shared_broker.url, n) for n in range(cycles)]
+
+    with caplog.at_level(logging.WARNING):
+        replies = asyncio.run(main())
+    assert replies == [f"REQUEST {n}".encode() for n in range(cycles)]
+    problems = [r for r in caplog.records if r.name.startswith(("aiormq", "aio_pika"))]
+    assert not problems, [r.getMessage() for r in problems]
+    events = shared_broker.events()[events_before:]
+    closed = [e for e in events if e.get("event") == "connection_closed_by_client"]
+    lost = [e for e in events if e.get("event") in ("connection_lost", "connection_reset")]
+    assert len(closed) >= cycles
+    assert not lost, lost
 
 
 # -- 8. older protocol headers ----------------------------------------------------------------

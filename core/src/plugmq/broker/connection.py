@@ -60,6 +60,8 @@ READ_STOP_WATER = 8 << 20
 HANDSHAKE_TIMEOUT = 10.0
 #: Seconds to wait for connection.close-ok after sending connection.close.
 CLOSE_TIMEOUT = 2.0
+#: Seconds to wait, once the close handshake is done, for the peer to close its socket.
+LINGER_TIMEOUT = 2.0
 #: Bytes asked of the stream per read.
 RECEIVE_SIZE = 65536
 #: A read of at least this many bytes suggests more is waiting: read again before waiting.
@@ -150,6 +152,9 @@ class Connection:
         self._wake = trio.Event()
         self._drained = trio.Event()
         self._closing = False
+        #: A close handshake ended the conversation: let the peer close first (see _linger).
+        self._graceful_end = False
+        self._released = False
         self._pending_close: AMQPError | None = None
         self._reading_paused = False
         self._read_scope = trio.CancelScope()
@@ -292,6 +297,9 @@ class Connection:
                 await self._converse(nursery)
                 await self._flush_output()
                 nursery.cancel_scope.cancel()
+            self._release()
+            if self._graceful_end and not self._out:
+                await self._linger()
         except (trio.BrokenResourceError, trio.ClosedResourceError, ConnectionResetError):
             self.log.info("connection_lost", state=self._state)
         finally:
@@ -299,6 +307,30 @@ class Connection:
             with trio.CancelScope(shield=True):
                 await trio.aclose_forcefully(self.stream)
             self._finished.set()
+
+    async def _linger(self) -> None:
+        """After the close handshake, send our FIN and discard input until the peer's (bounded).
+
+        Closing a socket that still holds unread input makes the kernel answer with a reset
+        instead of a FIN, and a reset can destroy the close-ok the peer has not read yet: a
+        client that sent frames after its connection.close, or was still sending when the
+        broker closed, would see "connection reset" instead of a clean close. RabbitMQ
+        likewise keeps reading after the close handshake until the client closes
+        (rabbit_reader, connection state ``closed``). Our FIN first means a client that waits
+        for the server to close is not kept waiting. Streams that cannot half-close are
+        closed at once, as before. Everything (queues, consumers) is released already.
+        """
+        stream = self.stream
+        if not isinstance(stream, trio.abc.HalfCloseableStream):
+            return
+        with trio.move_on_after(LINGER_TIMEOUT):
+            try:
+                await stream.send_eof()
+                while await stream.receive_some(RECEIVE_SIZE):
+                    pass
+            except (trio.BrokenResourceError, trio.ClosedResourceError, ConnectionResetError):
+                # The peer went first, abruptly: the socket is finished either way.
+                return
 
     async def _converse(self, nursery: trio.Nursery) -> None:
         """Handshake, then frames until the end; every ending is handled here."""
@@ -331,6 +363,9 @@ class Connection:
             await self._close_with(self._pending_close)
 
     def _release(self) -> None:
+        if self._released:
+            return
+        self._released = True
         for channel in list(self.channels.values()):
             channel.release()
         self.channels.clear()
@@ -371,8 +406,10 @@ class Connection:
             )
         )
         await self._flush_output()
-        with trio.move_on_after(CLOSE_TIMEOUT):
+        with trio.move_on_after(CLOSE_TIMEOUT) as waited:
             await self._drain_until_close_ok()
+        # A peer that did not answer in time is not worth lingering for.
+        self._graceful_end = not waited.cancelled_caught
 
     async def _drain_until_close_ok(self) -> None:
         """After connection.close, discard everything but close-ok (spec 2.2.4)."""
@@ -400,6 +437,7 @@ class Connection:
         if header != C.PROTOCOL_HEADER and older is None:
             self.log.warning("bad_protocol_header", received=header.hex())
             self.send(C.PROTOCOL_HEADER)
+            self._graceful_end = True  # the rest of what it sent must not reset our header
             raise _Closed
         self._state = "start"
         start = self._start_method()
@@ -478,6 +516,7 @@ class Connection:
             got, args = M.decode_method(payload)
             if got == _CLOSE:
                 self.send(M.encode_method(0, commands.Connection.CloseOk()))
+                self._graceful_end = True
                 raise _Closed
             if got != index:
                 raise CommandInvalid(
@@ -730,6 +769,7 @@ class Connection:
                 "connection_closed_by_client", code=args.reply_code, reason=args.reply_text
             )
             self.send(M.encode_method(0, commands.Connection.CloseOk()))
+            self._graceful_end = True
             raise _Closed
         if index == _CLOSE_OK:
             raise _Closed
