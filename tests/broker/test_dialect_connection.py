@@ -13,18 +13,22 @@ import asyncio
 import logging
 import socket
 import struct
+import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import aio_pika
 import pika
 import pika.exceptions
 import pytest
+import trio
 from pamqp import commands
 from support import raw_amqp as raw
-from support.broker_process import BrokerProcess
+from support.broker_process import BrokerProcess, broker_process
 
 from plugmq.amqp import constants as C
 from plugmq.amqp.frames import build_frame
+from plugmq.client import connect
 
 TIMEOUT = 10.0
 
@@ -366,3 +370,75 @@ def test_older_protocol_header_is_served_in_0_9_1(
         assert get_body(sock, queue) == b"from an older client"
         raw.send_method(sock, 0, commands.Connection.Close(200, "done", 0, 0))
         raw.read_method(sock, commands.Connection.CloseOk)
+
+
+# -- 9. IPv6 ----------------------------------------------------------------------------------
+
+
+def ipv6_loopback() -> bool:
+    """True when this machine can bind ::1."""
+    try:
+        with socket.socket(socket.AF_INET6) as probe:
+            probe.bind(("::1", 0))
+    except OSError:
+        return False
+    return True
+
+
+needs_ipv6 = pytest.mark.skipif(
+    not ipv6_loopback(), reason="this machine has no IPv6 loopback (::1)"
+)
+
+
+@pytest.fixture
+def default_interface_broker(tmp_path: Path) -> Iterator[BrokerProcess]:
+    """A broker started without --interface: it listens on every address, both families."""
+    process = broker_process(tmp_path, "--store", "memory", interface=None).start()
+    yield process
+    process.stop()
+
+
+@needs_ipv6
+def test_default_listens_on_ipv4_and_ipv6_on_one_port(
+    default_interface_broker: BrokerProcess,
+) -> None:
+    # RabbitMQ listens on 0.0.0.0 and :: by default (rabbit_networking, tcp_listeners 5672).
+    broker = default_interface_broker
+    active = [e for e in broker.events() if e.get("event") == "broker_active"][-1]
+    tcp = sorted(a for a in active["listening"] if a.startswith("tcp://"))
+    assert tcp == sorted([f"tcp://0.0.0.0:{broker.port}", f"tcp://[::]:{broker.port}"])
+    with pika_connection(broker, host="::1") as over_ipv6:
+        assert round_trip(over_ipv6, b"over ::1") == b"over ::1"
+    with pika_connection(broker, host="127.0.0.1") as over_ipv4:
+        assert round_trip(over_ipv4, b"over 127.0.0.1") == b"over 127.0.0.1"
+    opened = [e for e in broker.events() if e.get("event") == "connection_opened"]
+    assert any(e["peer"].startswith("::1") or e["peer"].startswith("[::1]") for e in opened)
+
+
+@needs_ipv6
+async def test_plugmq_client_over_ipv6(default_interface_broker: BrokerProcess) -> None:
+    url = f"amqp://guest:guest@[::1]:{default_interface_broker.port}/"
+    name = f"ipv6.{uuid.uuid4().hex[:8]}"
+    with trio.fail_after(TIMEOUT):
+        async with connect(url) as conn, conn.channel() as ch:
+            await ch.queue_declare(name, exclusive=True)
+            await ch.publish("", name, b"plugmq.client over ::1")
+            message = await ch.get(name, no_ack=True)
+            assert message is not None and message.body == b"plugmq.client over ::1"
+
+
+@needs_ipv6
+def test_interface_narrows_the_listener(tmp_path: Path) -> None:
+    # --interface ::1 (as RabbitMQ's tcp_listeners.1 = ::1:5672): IPv4 is not served.
+    broker = broker_process(tmp_path, "--store", "memory", interface="::1").start()
+    try:
+        active = [e for e in broker.events() if e.get("event") == "broker_active"][-1]
+        assert [a for a in active["listening"] if a.startswith("tcp://")] == [
+            f"tcp://[::1]:{broker.port}"
+        ]
+        with pika_connection(broker, host="::1") as over_ipv6:
+            assert round_trip(over_ipv6) == b"still serving"
+        with pytest.raises(ConnectionRefusedError):
+            socket.create_connection(("127.0.0.1", broker.port), timeout=raw.TIMEOUT).close()
+    finally:
+        broker.stop()
