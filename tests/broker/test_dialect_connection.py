@@ -24,6 +24,7 @@ import pytest
 import trio
 from pamqp import commands
 from support import raw_amqp as raw
+from support.admin_cli import cli_ok
 from support.broker_process import BrokerProcess, broker_process
 
 from plugmq.amqp import constants as C
@@ -122,6 +123,23 @@ def test_update_secret_with_the_valid_secret_is_answered_and_the_connection_goes
         assert channel.basic_get(queue, auto_ack=True)[2] == b"after the refresh"
     events = [e for e in shared_broker.events() if e.get("event") == "secret_updated"]
     assert events and events[-1]["reason"] == "token refreshed"
+
+
+def test_update_secret_follows_a_password_change(shared_broker: BrokerProcess) -> None:
+    # A rotated password: the connection opened with the old one moves to the new one
+    # without reconnecting; the old one no longer passes (530, as a refused secret).
+    user = f"rotator-{uuid.uuid4().hex[:8]}"
+    cli_ok(shared_broker.url, "user", "add", user, "first")
+    cli_ok(shared_broker.url, "permissions", "set", user, ".*", ".*", ".*")
+    credentials = pika.PlainCredentials(user, "first")
+    with pika_connection(shared_broker, credentials=credentials) as connection:
+        cli_ok(shared_broker.url, "user", "passwd", user, "second")
+        connection.update_secret("second", "password rotated")
+        assert round_trip(connection) == b"still serving"
+    connection = pika_connection(shared_broker, credentials=pika.PlainCredentials(user, "second"))
+    with pytest.raises(pika.exceptions.ConnectionClosedByBroker) as closed:
+        connection.update_secret("first", "stale secret")
+    assert closed.value.reply_code == C.NOT_ALLOWED
 
 
 def test_update_secret_with_a_wrong_secret_closes_the_connection_with_530(
