@@ -27,6 +27,8 @@ class BrokerProcess:
     log_path: Path
     args: list[str]
     process: subprocess.Popen | None = None
+    #: ``--interface`` given to the broker; None starts it with the default (every address).
+    interface: str | None = "127.0.0.1"
     port: int = 0
     events_seen: int = field(default=0, repr=False)
 
@@ -45,8 +47,7 @@ class BrokerProcess:
             "-m",
             "plugmq",
             "broker",
-            "--interface",
-            "127.0.0.1",
+            *(("--interface", self.interface) if self.interface is not None else ()),
             "--port",
             "0",
             "--log-json",
@@ -146,7 +147,12 @@ class BrokerProcess:
         return self.process is not None and self.process.poll() is None
 
 
-def broker_process(tmp_path: Path, *args: str, name: str = "broker") -> BrokerProcess:
-    """A not yet started broker with its own data directory and log under ``tmp_path``."""
+def broker_process(
+    tmp_path: Path, *args: str, name: str = "broker", interface: str | None = "127.0.0.1"
+) -> BrokerProcess:
+    """A not yet started broker with its own data directory and log under ``tmp_path``.
+
+    Brokers listen on 127.0.0.1 only unless told another ``interface`` (None: the default).
+    """
     data_dir = tmp_path / f"{name}-data"
-    return BrokerProcess(data_dir, tmp_path / f"{name}.log", list(args))
+    return BrokerProcess(data_dir, tmp_path / f"{name}.log", list(args), interface=interface)

@@ -135,6 +135,8 @@ class Channel:
     def handle_header(self, payload: bytes) -> None:
         """A content header frame: must follow basic.publish."""
         if self._publish is None:
+            if self.closing:  # spec 2.3.5: discarded until channel.close-ok (see handle_body)
+                return
             raise UnexpectedFrame(f"content header on channel {self.number} without a publish")
         if self._header:
             # A second header would silently restart the body of the message being assembled.
@@ -161,6 +163,12 @@ class Channel:
     def handle_body(self, payload: bytes) -> None:
         """A content body frame: part of the message whose header came last."""
         if self._publish is None or not self._header:
+            if self.closing:
+                # Spec 2.3.5 (and RabbitMQ): after channel.close the broker discards every
+                # frame but close/close-ok. A client that published before it saw the close
+                # is still sending that content; it is not a protocol error. Checked only on
+                # this error path, so a normal body costs nothing more.
+                return
             raise UnexpectedFrame(f"content body on channel {self.number} without a header")
         self._body_remaining -= len(payload)
         if self._body_remaining < 0:
