@@ -19,7 +19,7 @@ from typing import Any
 
 import structlog
 
-from plugmq.broker.exchange import Binding, Exchange, RoutableMessage
+from plugmq.api import Binding, Exchange, RoutableMessage
 from plugmq.config import Config, OptionRegistry
 from plugmq.hookspecs import hookimpl
 

@@ -16,8 +16,19 @@ from plugmq.admission import ConnectionInfo, ConnectionRefusal
 from plugmq.auth import Mechanism
 from plugmq.broker.exchange import Binding, Exchange, RoutableMessage
 from plugmq.config import Config, ConfigError, OptionRegistry
+from plugmq.events import BindingEvent
 from plugmq.ha import HAStrategy, Role, StandaloneHA
 from plugmq.hookspecs import Service, hookimpl
+from plugmq.inbroker import (
+    ClientClosed,
+    Delivery,
+    InBrokerClient,
+    InBrokerConsumer,
+    QueueStatus,
+    Unroutable,
+    open_client,
+    open_internal_client,
+)
 from plugmq.journal import DurabilityGate
 from plugmq.management.commands import Command, CommandContext, CommandError
 from plugmq.store import NotReplicated, Store, StoreError, records
@@ -80,7 +91,9 @@ class BrokerAPI(Protocol):
 
 __all__ = [
     "Binding",
+    "BindingEvent",
     "BrokerAPI",
+    "ClientClosed",
     "Command",
     "CommandContext",
     "CommandError",
@@ -88,21 +101,28 @@ __all__ = [
     "ConfigError",
     "ConnectionInfo",
     "ConnectionRefusal",
+    "Delivery",
     "Dialer",
     "DirectStream",
     "DurabilityGate",
     "Exchange",
     "HAStrategy",
+    "InBrokerClient",
+    "InBrokerConsumer",
     "ListenerFactory",
     "Mechanism",
     "NotReplicated",
     "OptionRegistry",
+    "QueueStatus",
     "Role",
     "RoutableMessage",
     "Service",
     "StandaloneHA",
     "Store",
     "StoreError",
+    "Unroutable",
     "hookimpl",
+    "open_client",
+    "open_internal_client",
     "records",
 ]
