@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from plugmq.admission import ConnectionInfo, ConnectionRefusal
 from plugmq.auth import Mechanism
 from plugmq.broker.exchange import Binding, Exchange, RoutableMessage
+from plugmq.cli.admin import Admin
 from plugmq.config import Config, ConfigError, OptionRegistry
 from plugmq.events import BindingEvent
 from plugmq.ha import HAStrategy, Role, StandaloneHA
@@ -38,6 +39,7 @@ if TYPE_CHECKING:
     import trio
 
     from plugmq.journal import Journal
+    from plugmq.plugins.manager import PluginManager
 
 
 class BrokerAPI(Protocol):
@@ -54,6 +56,9 @@ class BrokerAPI(Protocol):
     active: trio.Event
     #: Addresses the listeners are bound to (``tcp://127.0.0.1:5672``).
     addresses: list[str]
+    #: The plugin manager: ``plugins.dialer_for(scheme)`` gives the transport dialer that
+    #: ``plugmq.client.connect(..., dialer_for=broker.plugins.dialer_for)`` needs.
+    plugins: PluginManager
     #: The journal: ``when_durable(seq, callback)``, ``last_seq``, ``durable_seq``,
     #: ``release``/``fail`` for durability gates.
     journal: Journal
@@ -90,6 +95,7 @@ class BrokerAPI(Protocol):
 
 
 __all__ = [
+    "Admin",
     "Binding",
     "BindingEvent",
     "BrokerAPI",

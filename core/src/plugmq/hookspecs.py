@@ -30,6 +30,7 @@ import pluggy
 
 if TYPE_CHECKING:
     import trio
+    import typer
 
     from plugmq.admission import ConnectionInfo, ConnectionRefusal
     from plugmq.auth import Mechanism
@@ -37,6 +38,7 @@ if TYPE_CHECKING:
     from plugmq.broker.exchange import Exchange
     from plugmq.broker.queue import Consumer, Queue
     from plugmq.broker.vhost import VHost
+    from plugmq.cli.admin import Admin
     from plugmq.config import Config, OptionRegistry
     from plugmq.events import BindingEvent
     from plugmq.ha import HAStrategy, Role
@@ -433,6 +435,21 @@ def plugmq_consumer_removed(vhost: VHost, queue: Queue, consumer: Consumer) -> N
 # ---------------------------------------------------------------------------------------------
 # Management (requests over AMQP, see docs/management.md)
 # ---------------------------------------------------------------------------------------------
+
+
+@hookspec
+def plugmq_cli_commands(admin: Admin) -> Sequence[tuple[str, typer.Typer]] | None:
+    """Return ``(name, typer_app)`` pairs to add as ``plugmq NAME ...`` command groups.
+
+    Called once when the ``plugmq`` command line is built, after plugins are loaded (installed
+    plugins load automatically, so ``plugmq route ...`` works wherever the federation plugin
+    is installed). Commands that administer a remote broker take ``--broker URL`` (repeatable)
+    and call ``admin.run(admin.request(urls, "route.add", ...))``, the same way the built-in
+    ``plugmq config`` does. A name registered twice is an error naming both plugins.
+
+    :param admin: the CLI's helper for management requests over AMQP
+        (:class:`plugmq.cli.admin.Admin`).
+    """
 
 
 @hookspec

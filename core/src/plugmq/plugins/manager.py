@@ -224,6 +224,21 @@ class PluginManager:
         """Management commands by name; a name registered twice is an error naming both."""
         return self._registry(self.hook.plugmq_management_commands, "name", "management command")
 
+    def cli_commands(self, admin: Any) -> list[tuple[str, Any]]:
+        """Plugins' ``plugmq NAME`` command groups; a name registered twice is an error."""
+        groups: list[tuple[str, Any]] = []
+        owners: dict[str, str] = {}
+        for impl in reversed(self.hook.plugmq_cli_commands.get_hookimpls()):
+            for name, app in impl.function(admin=admin) or ():
+                if name in owners:
+                    raise ConfigError(
+                        f"command group '{name}' is registered by both {owners[name]} and "
+                        f"{impl.plugin_name}"
+                    )
+                owners[name] = impl.plugin_name
+                groups.append((name, app))
+        return groups
+
     def _registry(self, hook: Any, attribute: str, what: str) -> dict[str, Any]:
         registry: dict[str, Any] = {}
         owners: dict[str, str] = {}
