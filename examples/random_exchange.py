@@ -19,7 +19,7 @@ from typing import Any
 
 import structlog
 
-from plugmq.broker.exchange import Binding, Exchange, RoutableMessage
+from plugmq.api import Binding, Exchange, RoutableMessage
 from plugmq.config import Config, OptionRegistry
 from plugmq.hookspecs import hookimpl
 
@@ -82,7 +82,11 @@ def plugmq_exchange_types() -> list[type[Exchange]]:
 
 
 @hookimpl
-def plugmq_exchange_declared(vhost: str, exchange: Exchange) -> None:
-    """Log when an x-random exchange appears (a control-plane event, never per message)."""
+def plugmq_exchange_declared(vhost: Any, exchange: Exchange) -> None:
+    """Log when an x-random exchange appears (a control-plane event, never per message).
+
+    ``vhost`` is the virtual host object: ``vhost.name``, and ``vhost.broker`` for a plugin
+    keeping per-broker state (in ``vhost.broker.stash``).
+    """
     if isinstance(exchange, RandomExchange):
-        log.info("random_exchange_declared", vhost=vhost, exchange=exchange.name)
+        log.info("random_exchange_declared", vhost=vhost.name, exchange=exchange.name)

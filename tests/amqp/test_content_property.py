@@ -19,7 +19,14 @@ from pamqp.body import ContentBody
 from pamqp.header import ContentHeader
 
 from plugmq.amqp import constants as C
-from plugmq.amqp.content import decode_properties, encode_header, peek_header
+from plugmq.amqp.content import (
+    REPLY_TO_BIT,
+    REPLY_TO_BYTE,
+    decode_properties,
+    encode_header,
+    peek_header,
+    reply_to_span,
+)
 from plugmq.amqp.errors import AMQPError
 from plugmq.amqp.frames import FrameParser
 from plugmq.amqp.methods import encode_content
@@ -51,6 +58,23 @@ body_sizes = st.integers(0, (1 << 63) - 1)
 def client_header(body_size: int, props: commands.Basic.Properties) -> bytes:
     """The content-header payload a pamqp-based client sends."""
     return pamqp_frame.marshal(ContentHeader(0, body_size, props), 1)[7:-1]
+
+
+@given(properties, body_sizes)
+def test_reply_to_span_finds_the_reply_to_pamqp_encoded(
+    props: commands.Basic.Properties, size: int
+) -> None:
+    payload = client_header(size, props)
+    assert bool(payload[REPLY_TO_BYTE] & REPLY_TO_BIT) == (props.reply_to is not None)
+    if props.reply_to is None:
+        return
+    start, end = reply_to_span(payload)
+    assert payload[start:end].decode() == props.reply_to
+    # Splicing in another value changes that property only (direct reply-to's rewrite).
+    spliced = payload[: start - 1] + b"\x05other" + payload[end:]
+    decoded = decode_properties(spliced)
+    props.reply_to = "other"
+    assert decoded == props
 
 
 @given(properties, body_sizes)

@@ -140,12 +140,13 @@ def test_frame_larger_than_negotiated_frame_max_is_a_frame_error(
 ) -> None:
     # Spec 4.2.3 (frame-max is a hard limit) and rabbit_reader's frame_too_large: 501. The
     # client negotiated 4096, far below the broker's 131072, and the frame fits the latter.
+    # A payload of exactly 4096 bytes would pass (RabbitMQ's FRAME_SIZE_FUDGE); one more not.
     with raw.connect(shared_broker.port) as sock:
         raw.handshake(sock, frame_max=4096)
         raw.open_channel(sock, 1)
-        raw.send_frame(sock, C.FRAME_BODY, 1, b"x" * 4096)
+        raw.send_frame(sock, C.FRAME_BODY, 1, b"x" * 4097)
         close = assert_closed_with(sock, C.FRAME_ERROR)
-        assert "frame_max" in close.reply_text
+        assert "4097 bytes exceeds frame_max 4096" in close.reply_text
     assert_unharmed(shared_broker, bystander)
 
 

@@ -176,3 +176,23 @@ def test_deleting_a_vhost_closes_its_connections(broker: BrokerProcess) -> None:
     assert closed.value.reply_code == 320
     assert "/tmp" not in {v["name"] for v in cli_json(broker.url, "vhost", "list")}
     assert not cli_json(broker.url, "permissions", "list", "--vhost", "/tmp")
+
+
+def test_admin_requests_need_no_reply_queue_and_no_configure_permission(
+    broker: BrokerProcess,
+) -> None:
+    # Responses come back by direct reply-to: the CLI declares nothing, so an administrator
+    # allowed only to publish to the default exchange can run every request.
+    url = broker.url
+    cli_ok(url, "user", "add", "ops", "pw", "--tag", "administrator")
+    cli_ok(url, "permissions", "set", "ops", "", "^amq\\.default$", "")
+    ops = _url(broker, "ops", "pw")
+    cli_ok(ops, "config", "add", "queue", "by.ops", "--durable")
+    queues = {row["name"] for row in cli_json(ops, "config", "list", "queues")}
+    assert "by.ops" in queues
+    assert not [name for name in queues if name.startswith("amq.gen-")]
+    stats = table_rows(cli_ok(ops, "stat", "queues"))
+    assert not [row for row in stats if row["queue"].startswith("amq.")]
+    # Without write on the default exchange the request itself is refused.
+    cli_ok(url, "permissions", "set", "ops", "", "", "")
+    assert "ACCESS_REFUSED" in cli_error(ops, "config", "list", "queues")

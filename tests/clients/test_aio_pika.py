@@ -162,7 +162,9 @@ def test_consume_with_manual_ack_respects_prefetch(shared_broker: BrokerProcess)
             for message in held[-3:]:
                 await message.ack()
             await queue.cancel(tag)
-            assert (await queue.declare()).message_count == 0
+            # Passive: RabbitMQ refuses a non-passive redeclare of an amq.gen-* name (403).
+            check = await channel.declare_queue(queue.name, passive=True)
+            assert check.declaration_result.message_count == 0
 
     run(shared_broker, body)
 
@@ -371,7 +373,9 @@ def test_transaction_commit_and_rollback(shared_broker: BrokerProcess) -> None:
             await channel.default_exchange.publish(Message(b"rolled back"), queue.name)
             await transaction.rollback()
             await channel.default_exchange.publish(Message(b"committed"), queue.name)
-            assert (await queue.declare()).message_count == 0
+            # Passive: RabbitMQ refuses a non-passive redeclare of an amq.gen-* name (403).
+            check = await channel.declare_queue(queue.name, passive=True)
+            assert check.declaration_result.message_count == 0
             await transaction.commit()
             assert await drain(queue) == [b"committed"]
 

@@ -69,3 +69,16 @@ def test_amqplib_confirm_publish_consume_ack(
     assert results["remaining"] == 0
     assert results["cancelledByBroker"] is True
     assert results["afterCancel"] is True
+
+
+def test_amqplib_publisher_racing_a_channel_error_keeps_its_connection(
+    node_client: Path, shared_broker: BrokerProcess
+) -> None:
+    # Spec 2.3.5, as RabbitMQ: after channel.close (404, no such exchange) the broker drops
+    # the publishes already on the wire behind the failing one; the connection stays open.
+    results = run_script(node_client, "racing.js", shared_broker.url, "50")
+    assert results["channelError"]["code"] == 404
+    assert "no-such-exchange" in results["channelError"]["message"]
+    assert results["connectionErrors"] == []
+    assert results["afterRace"] == "after the race"
+    assert results["newChannelQueue"] is True

@@ -59,4 +59,4 @@ def test_x_random_exchange_spreads_messages_over_bound_queues(
     assert sum(depths) == 300, "each message goes to exactly one queue"
     assert all(depth > 50 for depth in depths), f"uneven spread {depths}"
     declared = [e for e in random_broker.events() if e["event"] == "random_exchange_declared"]
-    assert declared and declared[0]["exchange"] == "spread"
+    assert [(e["vhost"], e["exchange"]) for e in declared] == [("/", "spread")]

@@ -117,3 +117,37 @@ async def test_connection_reads_through_the_direct_path() -> None:
     assert len(big) >= BUSY_READ
     await client.aclose()
     assert await connection._receive() == b""
+
+
+def _has_ipv6_loopback() -> bool:
+    try:
+        with socket.socket(socket.AF_INET6) as probe:
+            probe.bind(("::1", 0))
+    except OSError:
+        return False
+    return True
+
+
+@pytest.mark.skipif(not _has_ipv6_loopback(), reason="this machine has no IPv6 loopback (::1)")
+async def test_every_address_means_both_families_on_one_port() -> None:
+    # The default --interface '' (as RabbitMQ's default listeners): 0.0.0.0 and :: on the
+    # same port even when the kernel picks it, the IPv6 socket IPv6-only.
+    factory = TCPListenerFactory("", 0)
+    listeners = await factory.open()
+    try:
+        port = listeners[0].socket.getsockname()[1]
+        assert [factory.describe(listener) for listener in listeners] == [
+            f"tcp://0.0.0.0:{port}",
+            f"tcp://[::]:{port}",
+        ]
+        assert listeners[1].socket.getsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY) == 1
+        for host in ("127.0.0.1", "::1"):
+            client = await trio.open_tcp_stream(host, port)
+            server = await listeners[":" in host].accept()  # [0] is IPv4, [1] IPv6
+            await client.send_all(host.encode())
+            assert await server.receive_some(100) == host.encode()
+            await client.aclose()
+            await server.aclose()
+    finally:
+        for listener in listeners:
+            await listener.aclose()

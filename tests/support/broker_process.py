@@ -27,6 +27,8 @@ class BrokerProcess:
     log_path: Path
     args: list[str]
     process: subprocess.Popen | None = None
+    #: ``--interface`` given to the broker; None starts it with the default (every address).
+    interface: str | None = "127.0.0.1"
     port: int = 0
     events_seen: int = field(default=0, repr=False)
 
@@ -35,15 +37,17 @@ class BrokerProcess:
         """``amqp://guest:guest@127.0.0.1:PORT/``."""
         return f"amqp://guest:guest@127.0.0.1:{self.port}/"
 
-    def start(self, timeout: float = START_TIMEOUT) -> BrokerProcess:
-        """Start and wait for ``broker_active``; raise with the log tail if it does not come."""
+    def start(
+        self, timeout: float = START_TIMEOUT, ready_event: str = "broker_active"
+    ) -> BrokerProcess:
+        """Start and wait for ``ready_event`` (``broker_active``; ``broker_listening`` for a
+        standby that listens); raise with the log tail if it does not come."""
         command = [
             sys.executable,
             "-m",
             "plugmq",
             "broker",
-            "--interface",
-            "127.0.0.1",
+            *(("--interface", self.interface) if self.interface is not None else ()),
             "--port",
             "0",
             "--log-json",
@@ -57,21 +61,44 @@ class BrokerProcess:
             command, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True
         )
         log_file.close()
-        self.port = self._wait_active(timeout)
+        self.port = self.wait_listening(timeout, ready_event, consume=False)
         return self
 
-    def _wait_active(self, timeout: float) -> int:
+    def wait_listening(
+        self, timeout: float = START_TIMEOUT, name: str = "broker_active", consume: bool = True
+    ) -> int:
+        """Wait for a new ``name`` event naming listeners; return its TCP port."""
+        event = self.wait_event(name, timeout, consume=consume)
+        tcp = [a for a in event["listening"] if a.startswith("tcp://")]
+        return int(tcp[0].rsplit(":", 1)[1])
+
+    def wait_event(
+        self, name: str, timeout: float = START_TIMEOUT, consume: bool = True, **fields: object
+    ) -> dict:
+        """The first log event ``name`` (with ``fields``) written since the last one waited for.
+
+        With ``consume`` the next wait starts after this event; ``start`` does not consume, so
+        a test can still find events logged before readiness.
+
+        Polls the log file (the broker writes it; there is no other channel), bounded by
+        ``timeout``; raises with the log tail when the event does not come or the broker died.
+        """
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            for event in self.events()[self.events_seen :]:
-                if event.get("event") == "broker_active":
-                    tcp = [a for a in event["listening"] if a.startswith("tcp://")]
-                    return int(tcp[0].rsplit(":", 1)[1])
-            if self.process.poll() is not None:
+            events = self.events()
+            for index in range(self.events_seen, len(events)):
+                event = events[index]
+                if event.get("event") == name and all(
+                    event.get(key) == value for key, value in fields.items()
+                ):
+                    if consume:
+                        self.events_seen = index + 1
+                    return event
+            if self.process is not None and self.process.poll() is not None:
                 raise RuntimeError(f"broker exited with {self.process.returncode}:\n{self.tail()}")
             time.sleep(0.05)
         self.kill()
-        raise TimeoutError(f"broker not active after {timeout}s:\n{self.tail()}")
+        raise TimeoutError(f"no {name} {fields or ''} after {timeout}s:\n{self.tail()}")
 
     def events(self) -> list[dict]:
         """Every JSON log event written so far (non-JSON lines are skipped)."""
@@ -120,7 +147,12 @@ class BrokerProcess:
         return self.process is not None and self.process.poll() is None
 
 
-def broker_process(tmp_path: Path, *args: str, name: str = "broker") -> BrokerProcess:
-    """A not yet started broker with its own data directory and log under ``tmp_path``."""
+def broker_process(
+    tmp_path: Path, *args: str, name: str = "broker", interface: str | None = "127.0.0.1"
+) -> BrokerProcess:
+    """A not yet started broker with its own data directory and log under ``tmp_path``.
+
+    Brokers listen on 127.0.0.1 only unless told another ``interface`` (None: the default).
+    """
     data_dir = tmp_path / f"{name}-data"
-    return BrokerProcess(data_dir, tmp_path / f"{name}.log", list(args))
+    return BrokerProcess(data_dir, tmp_path / f"{name}.log", list(args), interface=interface)

@@ -153,6 +153,13 @@ class SettingsRegistry:
             settings = self._namespaces[name] = PluginSettings(name, self._journal)
         return settings
 
+    def clear(self) -> None:
+        """Forget every value before a new recovery (a promotion re-reads the store); the
+        objects plugins hold stay valid and are filled again."""
+        for settings in self._namespaces.values():
+            settings._values.clear()
+            settings._last_seq = 0
+
     def restore(self, record: ConfigSet) -> None:
         """Apply a recovered ``ConfigSet`` of a plugin namespace (core ones are not passed).
 

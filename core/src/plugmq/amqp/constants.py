@@ -1,6 +1,16 @@
 """Numbers from the AMQP 0-9-1 specification that the codec and the engine share."""
 
 PROTOCOL_HEADER = b"AMQP\x00\x00\x09\x01"
+#: Protocol headers accepted besides 0-9-1, as RabbitMQ 3.x accepts them
+#: (rabbit_reader:handshake/2), each with the (major, minor) version that connection.start
+#: then announces. Every one of them speaks 0-9-1 methods afterwards: 0-9-1 only clarified
+#: 0-9, and the methods 0-8 clients use are encoded the same way (0-8's ``access`` class is
+#: not served). Older clients such as Twisted's txAMQP and py-amqplib send these.
+OLDER_PROTOCOL_HEADERS = {
+    b"AMQP\x01\x01\x00\x09": (0, 9),  # 0-9
+    b"AMQP\x01\x01\x08\x00": (8, 0),  # what most 0-8 clients send (0-8 calls itself 8-0)
+    b"AMQP\x01\x01\x09\x01": (8, 0),  # the 0-8 header as printed in the 0-8 spec
+}
 
 FRAME_METHOD = 1
 FRAME_HEADER = 2

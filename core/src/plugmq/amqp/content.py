@@ -33,6 +33,10 @@ _EXPIRATION = 1 << 8
 #: it, the property list is decoded only when it is set.
 USER_ID_BYTE = 13
 USER_ID_BIT = 0x10
+#: The ``reply_to`` property's flag (1 << 9), on the high byte of the flag word (payload byte
+#: 12): the per-publish cost of looking for direct reply-to.
+REPLY_TO_BYTE = 12
+REPLY_TO_BIT = 0x02
 
 
 class HeaderSummary(NamedTuple):
@@ -93,6 +97,34 @@ def _peek_properties(payload: bytes, body_size: int, flags: int) -> HeaderSummar
         length = payload[position]
         expiration = payload[position + 1 : position + 1 + length].decode()
     return HeaderSummary(body_size, delivery_mode or 1, priority, expiration)
+
+
+def reply_to_span(payload: bytes) -> tuple[int, int]:
+    """Where the ``reply_to`` value lies in a header payload whose ``reply_to`` flag is set.
+
+    Returns ``(start, end)`` of the string's bytes (its length octet is at ``start - 1``), so
+    the broker can compare or replace it without decoding the other properties. Raises
+    :class:`SyntaxError_` (502) for malformed properties.
+    """
+    try:
+        flags = _HEAD.unpack_from(payload)[3]
+        position = 16 if flags & 1 else 14
+        if flags & _CONTENT_TYPE:
+            position += 1 + payload[position]
+        if flags & _CONTENT_ENCODING:
+            position += 1 + payload[position]
+        if flags & _HEADERS:
+            position += 4 + _U32.unpack_from(payload, position)[0]
+        position += bool(flags & _DELIVERY_MODE) + bool(flags & _PRIORITY)
+        if flags & _CORRELATION_ID:
+            position += 1 + payload[position]
+        start = position + 1
+        end = start + payload[position]
+    except (IndexError, struct.error) as error:
+        raise SyntaxError_(f"malformed content properties: {error}") from error
+    if end > len(payload):
+        raise SyntaxError_("malformed content properties: reply_to runs past the header")
+    return start, end
 
 
 def decode_properties(payload: bytes) -> commands.Basic.Properties:

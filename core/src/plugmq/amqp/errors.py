@@ -2,7 +2,7 @@
 
 Every protocol failure the broker can report is one of these exceptions. The engine maps an
 exception to `channel.close` or `connection.close` in one module,
-:mod:`plugmq.broker.connection` (``_dispatch``, ``_close_channel``, ``_close_with``), using
+:mod:`plugmq.broker.connection` (``_dispatch``, ``close_channel``, ``_close_with``), using
 :attr:`AMQPError.soft`: soft errors close the channel, hard errors close the connection.
 """
 
@@ -36,6 +36,15 @@ class ChannelError(AMQPError):
     """A soft error: the channel is closed, the connection stays open."""
 
     soft = True
+
+
+class NotConfirmed(ChannelError):
+    """541 on a channel: a durable operation was written locally but not replicated.
+
+    RabbitMQ likewise closes a channel (not the connection) with 541 when a queue fails.
+    """
+
+    reply_code = C.INTERNAL_ERROR
 
 
 class AccessRefused(ChannelError):

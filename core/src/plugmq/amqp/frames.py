@@ -24,8 +24,11 @@ HEARTBEAT_FRAME = bytes((C.FRAME_HEARTBEAT, 0, 0, 0, 0, 0, 0, C.FRAME_END))
 class FrameParser:
     """Accumulates received bytes and yields complete frames.
 
-    ``frame_max`` is the negotiated maximum frame size including the 8 bytes of framing;
-    a larger frame is a :class:`FrameError` (501), as is a wrong frame-end octet or type.
+    ``frame_max`` is the negotiated maximum frame size, which by the specification includes
+    the 8 bytes of framing. Like RabbitMQ (``rabbit_reader``'s ``FRAME_SIZE_FUDGE``), a payload
+    of up to ``frame_max`` bytes is accepted, because clients that split bodies at
+    ``frame_max`` instead of ``frame_max - 8`` are common; a larger payload is a
+    :class:`FrameError` (501) naming both sizes, as is a wrong frame-end octet or type.
     """
 
     __slots__ = ("_buffer", "frame_max")
@@ -47,11 +50,11 @@ class FrameParser:
         position = 0
         available = len(buffer)
         unpack_from = _HEADER.unpack_from
-        limit = self.frame_max - C.FRAME_OVERHEAD
+        limit = self.frame_max
         while available - position >= C.FRAME_OVERHEAD:
             frame_type, channel, size = unpack_from(buffer, position)
             if size > limit:
-                raise FrameError(f"frame of {size} bytes exceeds frame_max {self.frame_max}")
+                raise FrameError(f"frame payload of {size} bytes exceeds frame_max {limit}")
             end = position + C.FRAME_HEADER_SIZE + size
             if end >= available:
                 break

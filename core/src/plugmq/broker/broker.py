@@ -1,9 +1,12 @@
 """The broker: owns the plugin manager, the journal, the virtual hosts and the listeners.
 
-Start-up order: open the store and recover its records into virtual hosts; start the journal
-writer; start the HA strategy, which calls :meth:`Broker.activate` when this broker may serve;
-activation starts plugin services and opens the transports' listeners. :meth:`Broker.fence`
-stops serving at once when mastership is lost.
+A broker is always in one :class:`plugmq.ha.Role`, and the HA strategy owns the transitions
+(see :mod:`plugmq.ha`). It starts as a standby with its store closed. Promotion opens the store,
+recovers its records into virtual hosts, and starts the journal writer, timers, plugins'
+services and listeners, each in the *role's* nursery; fencing stops the journal at once and then
+cancels that nursery, so nothing a master started outlives its mastership and a later promotion
+starts everything once. Connections live in a nursery of their own so they are closed with
+connection.close rather than cut.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import structlog
 import trio
 
 from plugmq.access import VHOST, AccessControl, AccessError
+from plugmq.admission import ConnectionInfo, ConnectionRefusal
 from plugmq.amqp.errors import ConnectionForced
 from plugmq.auth import Users
 from plugmq.broker.connection import Connection
@@ -25,12 +29,14 @@ from plugmq.broker.memory import MemoryMonitor, watermark_bytes
 from plugmq.broker.recovery import recover_into
 from plugmq.broker.vhost import VHost
 from plugmq.config import Config, ConfigError
-from plugmq.journal import Journal
+from plugmq.ha import Role
+from plugmq.journal import DurabilityGate, Journal
 from plugmq.settings import PluginSettings, SettingsRegistry
 from plugmq.store.records import ConfigSet
 
 if TYPE_CHECKING:
     from plugmq.auth import Mechanism
+    from plugmq.hookspecs import Service
     from plugmq.plugins.manager import PluginManager
 
 log = structlog.get_logger("plugmq.broker")
@@ -74,8 +80,17 @@ class Broker:
         self._connection_nursery: trio.Nursery | None = None
         self._serving: trio.CancelScope | None = None
         self.addresses: list[str] = []
+        #: The HA role (see :mod:`plugmq.ha`); only a master serves clients and writes.
+        self.role = Role.STANDBY
+        #: The mastership's epoch (0 until the first promotion).
+        self.epoch = 0
+        #: Set while this broker is the serving master; cleared at once by :meth:`fence`.
         self.active = trio.Event()
         self.stopped = trio.Event()
+        self._first_role = trio.Event()
+        self._role_scope: _RoleScope | None = None
+        self._store_open = False
+        self._gates: list[DurabilityGate] = []
 
     # -- identities ----------------------------------------------------------------------------
 
@@ -97,7 +112,8 @@ class Broker:
         vhost = self.vhosts.get(name)
         if vhost is None:
             vhost = self.vhosts[name] = VHost(self, name)
-            self.plugins.hook.plugmq_vhost_added(broker=self, vhost=vhost)
+            self.plugins.events.vhost_added(self, vhost)
+            vhost.announce_standard_exchanges()
         return vhost
 
     def declare_vhost(self, name: str) -> VHost:
@@ -125,36 +141,48 @@ class Broker:
         del self.vhosts[name]
         self.access.forget_vhost(name)
         self.journal.append(ConfigSet(VHOST, name, None))
-        self.plugins.hook.plugmq_vhost_deleted(broker=self, vhost=vhost)
+        self.plugins.events.vhost_deleted(self, vhost)
         log.info("vhost_deleted", vhost=name)
 
     # -- running -------------------------------------------------------------------------------
 
     async def run(self, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        """Run until cancelled or :meth:`shutdown`; ``started`` once listeners accept."""
-        await self._open_store()
+        """Run until cancelled or :meth:`shutdown`; ``started`` once the broker has its first
+        role (for a master: once listeners accept)."""
         try:
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
                 self._connection_nursery = await nursery.start(self._host_connections)
-                await nursery.start(self.journal.run)
-                await nursery.start(self.ha.run, self)
-                await self.active.wait()
+                await nursery.start(self._run_ha)
+                await self._first_role.wait()
                 task_status.started()
                 await self.stopped.wait()
+                self.stop_serving()
+                if self.role is Role.MASTER:
+                    self.plugins.broker_stopping(self)
                 await self._close_connections("broker shutdown")
-                with trio.CancelScope(shield=True), trio.move_on_after(10):
-                    await self.journal.flush()
+                if self.role is Role.MASTER:
+                    with trio.CancelScope(shield=True), trio.move_on_after(10):
+                        await self.journal.flush()
                 nursery.cancel_scope.cancel()
         finally:
             with trio.CancelScope(shield=True):
-                await trio.to_thread.run_sync(self.store.close)
+                await self._close_store()
             log.info(
                 "broker_stopped",
+                role=self.role.value,
                 journal_batches=self.journal.batches_written,
                 journal_records=self.journal.records_written,
                 journal_cancelled=self.journal.annihilated,
             )
+
+    async def _run_ha(self, task_status: trio.TaskStatus[None]) -> None:
+        """Run the HA strategy; it must give the broker a first role before it is started."""
+        async with trio.open_nursery() as nursery:
+            await nursery.start(self.ha.run, self)
+            if not self._first_role.is_set():
+                raise RuntimeError(f"HA strategy '{self.ha.name}' started without giving a role")
+            task_status.started()
 
     @staticmethod
     async def _host_connections(task_status: trio.TaskStatus[trio.Nursery]) -> None:
@@ -167,31 +195,153 @@ class Broker:
             task_status.started(nursery)
             await trio.sleep_forever()
 
-    async def _open_store(self) -> None:
-        log.info("store_opening", store=self.store.name)
+    # -- the store ------------------------------------------------------------------------------
+
+    async def open_store(self) -> None:
+        """Open the store (idempotent). :meth:`promote` calls it; a strategy may call it
+        earlier (a replica whose store receives records before it serves)."""
+        if self._store_open:
+            return
+        log.info("store_opening", store=self.store.name, role=self.role.value)
         await trio.to_thread.run_sync(self.store.open)
+        self._store_open = True
+
+    async def _close_store(self) -> None:
+        if self._store_open:
+            self._store_open = False
+            await trio.to_thread.run_sync(self.store.close)
+
+    async def _recover(self) -> None:
+        """Rebuild the engine's state from the store, from scratch (every promotion)."""
+        self.vhosts = {}
+        self.users = Users()
+        self.access = AccessControl(self.users, self.journal)
+        self.timers = Timers()
+        self.journal.reset()
+        self.plugin_settings.clear()
         highest = await recover_into(self)
         self._message_ids = itertools.count(highest + 1)
         self.add_vhost("/")
         self.access.ensure_defaults()
 
-    async def activate(self) -> None:
-        """Become the serving master: start services, open listeners (called by HA)."""
-        assert self._nursery is not None
-        await self._nursery.start(self.timers.run)
+    # -- roles (called by the HA strategy, see plugmq.ha) ---------------------------------------
+
+    async def become(self, role: Role) -> None:
+        """Enter a non-serving role (standby, replica); services of the old role stop."""
+        if role is Role.MASTER:
+            raise ValueError("use promote() to become master")
+        if role is Role.FENCED:
+            raise ValueError("use fence() to leave mastership")
+        if self.role is Role.MASTER:
+            await self.fence(f"becoming {role.value}")
+        previous = self.role
+        await self._enter_role(role)
+        log.info("broker_role", role=role.value, ha=self.ha.name, epoch=self.epoch)
+        self._role_entered(previous)
+
+    async def promote(self, epoch: int | None = None) -> None:
+        """Become the serving master (see :mod:`plugmq.ha`); nothing happens when already."""
+        if self.role is Role.MASTER:
+            return
+        self.epoch = epoch if epoch is not None else self.epoch + 1
+        previous = self.role
+        scope = await self._enter_role(Role.MASTER)
+        await self.open_store()
+        await self._recover()
+        for gate in self._gates:
+            self.journal.add_gate(gate)
+        await scope.start(self.journal.run)
+        await scope.start(self.timers.run)
         for service in self.plugins.services(self):
-            await self._nursery.start(service)
-        self._serving = trio.CancelScope()
-        await self._nursery.start(self._serve)
+            await scope.start(service)
+        await self.serve_clients()
         self.active.set()
         log.info(
             "broker_active",
             listening=self.addresses,
             store=self.store.name,
             ha=self.ha.name,
+            epoch=self.epoch,
             plugins=self.plugins.names(),
         )
-        self.plugins.hook.plugmq_broker_started(broker=self)
+        self.plugins.broker_started(self)
+        self._role_entered(previous)
+
+    async def fence(self, reason: str, *, keep_listening: bool = False) -> None:
+        """Stop serving at once: mastership is lost (or handed over).
+
+        Before any checkpoint: the journal writes nothing more and confirms nothing pending,
+        ``active`` is cleared. Then listeners (unless ``keep_listening``: a strategy that
+        answers clients with a redirect), services, timers and connections stop and the store
+        closes. Fencing a broker that is not master only changes nothing but the log.
+        """
+        if self.role is not Role.MASTER:
+            return
+        self.journal.fence()
+        self.role = Role.FENCED
+        self.active = trio.Event()
+        log.warning("broker_fenced", reason=reason, epoch=self.epoch)
+        if not keep_listening:
+            self.stop_serving()
+        self.plugins.broker_stopping(self)
+        await self._close_connections(reason)
+        await self._enter_role(Role.FENCED)
+        with trio.CancelScope(shield=True):
+            await self._close_store()
+        self._role_entered(Role.MASTER)
+
+    async def _enter_role(self, role: Role) -> _RoleScope:
+        """Cancel the old role's tasks (waiting for them), open the new role's nursery."""
+        old = self._role_scope
+        if old is not None:
+            await old.stop()
+        assert self._nursery is not None
+        self._role_scope = await self._nursery.start(_RoleScope.run)
+        self.role = role
+        return self._role_scope
+
+    def _role_entered(self, previous: Role) -> None:
+        """The new role is complete: let the runner go on, tell plugins."""
+        self._first_role.set()
+        if previous is not self.role:
+            self.plugins.role_changed(self, previous, self.role)
+
+    async def start_service(self, service: Service) -> None:
+        """Run ``service`` until the broker's role next changes (a standby's lock watcher)."""
+        assert self._role_scope is not None, "no role yet"
+        await self._role_scope.start(service)
+
+    def add_durability_gate(self, gate: DurabilityGate) -> None:
+        """Hold confirms until ``gate`` releases records, in this and every later mastership
+        (the replication seam, see :class:`plugmq.journal.DurabilityGate`)."""
+        self._gates.append(gate)
+        if self.role is Role.MASTER:
+            self.journal.add_gate(gate)
+
+    def remove_durability_gate(self, gate: DurabilityGate) -> None:
+        """Stop holding confirms for ``gate``."""
+        if gate in self._gates:
+            self._gates.remove(gate)
+        self.journal.remove_gate(gate)
+
+    # -- listeners ------------------------------------------------------------------------------
+
+    async def serve_clients(self) -> None:
+        """Open every transport's listeners (idempotent). A standby that answers clients with
+        a redirect calls this itself; the connection hook then refuses them."""
+        if self._serving is not None:
+            return
+        assert self._nursery is not None
+        self._serving = trio.CancelScope()
+        await self._nursery.start(self._serve)
+        log.info("broker_listening", listening=self.addresses, role=self.role.value)
+
+    def stop_serving(self) -> None:
+        """Close the listeners (connections already open stay until closed)."""
+        if self._serving is not None:
+            self._serving.cancel()
+            self._serving = None
+            self.addresses = []
 
     async def _serve(self, task_status: trio.TaskStatus[None]) -> None:
         factories = self.plugins.listeners(self.config)
@@ -199,6 +349,7 @@ class Broker:
             raise ConfigError("no transport plugin provides a listener (load transport_tcp)")
         with self._serving:  # type: ignore[union-attr]
             async with trio.open_nursery() as nursery:
+                self.addresses = []
                 for factory in factories:
                     listeners = await factory.open()
                     if not listeners:  # a transport may find nothing to listen on
@@ -228,6 +379,17 @@ class Broker:
         finally:
             self.connections.discard(connection)
 
+    def admit(self, info: ConnectionInfo) -> ConnectionRefusal | None:
+        """Why a new connection must be refused, or None to serve it.
+
+        Plugins answer first (``plugmq_connection_check``: a standby names the master); a
+        broker that is not master refuses every connection no plugin refused.
+        """
+        refusal = self.plugins.connection_check(self, info)
+        if refusal is None and self.role is not Role.MASTER:
+            refusal = ConnectionRefusal(f"broker is {self.role.value}: not serving clients")
+        return refusal
+
     def _memory_alarm_changed(self, alarm: bool) -> None:
         for connection in self.connections:
             connection.memory_alarm_changed(alarm)
@@ -236,17 +398,7 @@ class Broker:
         """Called by a connection when it ends."""
         self.connections.discard(connection)
 
-    async def fence(self, reason: str) -> None:
-        """Stop serving at once: close listeners and every connection (mastership lost)."""
-        log.warning("broker_fenced", reason=reason)
-        if self._serving is not None:
-            self._serving.cancel()
-        await self._close_connections(reason)
-
     async def _close_connections(self, reason: str) -> None:
-        self.plugins.hook.plugmq_broker_stopping(broker=self)
-        if self._serving is not None:
-            self._serving.cancel()
         error = ConnectionForced(f"broker forced connection closure with reason '{reason}'")
         async with trio.open_nursery() as nursery:
             for connection in list(self.connections):
@@ -274,3 +426,33 @@ def _peer_of(stream: trio.abc.Stream) -> str:
     except OSError:
         return "unknown"
     return f"{host}:{port}"
+
+
+class _RoleScope:
+    """The nursery of one role's tasks: cancelled, and waited for, when the role ends."""
+
+    def __init__(self, scope: trio.CancelScope, nursery: trio.Nursery) -> None:
+        self._scope = scope
+        self._nursery = nursery
+        self._done = trio.Event()
+
+    @classmethod
+    async def run(cls, task_status: trio.TaskStatus[_RoleScope]) -> None:
+        """Hold the role's nursery open until :meth:`stop`."""
+        with trio.CancelScope() as scope:
+            async with trio.open_nursery() as nursery:
+                role_scope = cls(scope, nursery)
+                task_status.started(role_scope)
+                try:
+                    await trio.sleep_forever()
+                finally:
+                    role_scope._done.set()
+
+    async def start(self, service: Callable[..., Awaitable[Any]]) -> Any:
+        """Start ``service(task_status)`` in this role's nursery and wait until it started."""
+        return await self._nursery.start(service)
+
+    async def stop(self) -> None:
+        """Cancel every task of the role and wait until they are gone."""
+        self._scope.cancel()
+        await self._done.wait()

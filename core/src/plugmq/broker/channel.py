@@ -16,23 +16,39 @@ from pamqp import commands
 
 from plugmq.amqp import constants as C
 from plugmq.amqp import methods as M
-from plugmq.amqp.content import USER_ID_BIT, USER_ID_BYTE, peek_header, user_id_of
+from plugmq.amqp.content import (
+    REPLY_TO_BIT,
+    REPLY_TO_BYTE,
+    USER_ID_BIT,
+    USER_ID_BYTE,
+    peek_header,
+    reply_to_span,
+    user_id_of,
+)
 from plugmq.amqp.errors import (
     AccessRefused,
+    AMQPError,
     ChannelNotOpen,
     NotAllowed,
+    NotConfirmed,
+    NotFound,
     NotImplemented_,
     PreconditionFailed,
     UnexpectedFrame,
 )
+from plugmq.broker import direct_reply
+from plugmq.broker.direct_reply import ReplyConsumer
 from plugmq.broker.message import Message
 from plugmq.broker.queue import Consumer, Entry, Queue
+from plugmq.broker.vhost import check_exchange_deletable
 
 if TYPE_CHECKING:
     from plugmq.broker.connection import Connection
     from plugmq.broker.vhost import VHost
 
 Unacked = tuple[Entry, Queue, Consumer | None]
+#: Direct replies to a connection whose peer is not reading are dropped above this backlog.
+REPLY_DROP_WATER = 8 << 20
 
 
 def _index(method: type) -> int:
@@ -60,11 +76,15 @@ class Channel:
         self._expiration: str | None = None
         # consumers and deliveries
         self.consumers: dict[str, Consumer] = {}
+        #: The direct reply-to consumer (at most one per channel, as RabbitMQ).
+        self.reply_consumer: ReplyConsumer | None = None
         self.unacked: dict[int, Unacked] = {}
         self._delivery_tag = 0
         self.prefetch_count = 0  # default per-consumer limit (basic.qos global=false)
         self.global_prefetch = 0  # shared channel limit (basic.qos global=true)
         self._last_queue = ""
+        #: While this channel deletes a queue: its own basic.cancel frames, sent after delete-ok.
+        self._held_cancels: list[bytes] | None = None
         # publisher confirms and transactions
         self.confirm_mode = False
         self.tx_mode = False
@@ -104,11 +124,19 @@ class Channel:
         handler = _HANDLERS.get(index)
         if handler is None:
             raise NotImplemented_(f"method {M.method_name(index)} is not supported", *_ids(index))
-        handler(self, args)
+        try:
+            handler(self, args)
+        except AMQPError as error:
+            # The close names the method that failed, whatever raised (RabbitMQ's rule): a
+            # missing queue in basic.consume is 60/20, a headers binding error 50/20.
+            error.class_id, error.method_id = _ids(index)
+            raise
 
     def handle_header(self, payload: bytes) -> None:
         """A content header frame: must follow basic.publish."""
         if self._publish is None:
+            if self.closing:  # spec 2.3.5: discarded until channel.close-ok (see handle_body)
+                return
             raise UnexpectedFrame(f"content header on channel {self.number} without a publish")
         if self._header:
             # A second header would silently restart the body of the message being assembled.
@@ -135,6 +163,12 @@ class Channel:
     def handle_body(self, payload: bytes) -> None:
         """A content body frame: part of the message whose header came last."""
         if self._publish is None or not self._header:
+            if self.closing:
+                # Spec 2.3.5 (and RabbitMQ): after channel.close the broker discards every
+                # frame but close/close-ok. A client that published before it saw the close
+                # is still sending that content; it is not a protocol error. Checked only on
+                # this error path, so a normal body costs nothing more.
+                return
             raise UnexpectedFrame(f"content body on channel {self.number} without a header")
         self._body_remaining -= len(payload)
         if self._body_remaining < 0:
@@ -169,6 +203,8 @@ class Channel:
             self.grant.check_publish(exchange)
         if header[USER_ID_BYTE] & USER_ID_BIT:
             self._check_user_id(header)
+        if header[REPLY_TO_BYTE] & REPLY_TO_BIT:
+            header = self._direct_reply_to(header)
         broker = self.connection.broker
         message = Message(
             broker.next_message_id(),
@@ -199,6 +235,21 @@ class Channel:
                 f"user_id property set to '{user_id}' but authenticated user was '{user}'", 60, 40
             )
 
+    def _direct_reply_to(self, header: bytes) -> bytes:
+        """Give a request's ``reply_to`` of ``amq.rabbitmq.reply-to`` this channel's reply name.
+
+        As RabbitMQ (rabbit_channel:maybe_set_fast_reply_to): only a channel consuming from
+        the pseudo-queue may publish such a request (406 otherwise). Other properties keep
+        their bytes.
+        """
+        start, end = reply_to_span(header)
+        if header[start:end] != direct_reply.PSEUDO_QUEUE_BYTES:
+            return header
+        consumer = self.reply_consumer
+        if consumer is None:
+            raise PreconditionFailed("fast reply consumer does not exist", 60, 40)
+        return header[: start - 1] + M.shortstr(consumer.name) + header[end:]
+
     def _route(self, message: Message, queues: Any, mandatory: bool) -> int:
         if queues:
             return self.vhost.enqueue(queues, message)
@@ -220,6 +271,8 @@ class Channel:
         if journal_seq < 0:  # VHost.REJECTED: a nack, sent in order with the acks
             self._nacked.append(tag)
         if journal_seq <= journal.durable_seq and not self._waiting_confirms:
+            if journal.failures and journal.is_failed(journal_seq):
+                self._nack_later(tag)
             self._confirmed_upto = tag
             self.connection.confirms_pending(self)
             return
@@ -262,7 +315,9 @@ class Channel:
 
     def _advance_confirms(self) -> bool:
         """Move ``_confirmed_upto`` past the leading publishes that are durable or settled."""
-        durable = self.vhost.journal.durable_seq
+        journal = self.vhost.journal
+        durable = journal.durable_seq
+        failures = journal.failures
         waiting = self._waiting_confirms
         advanced = False
         while waiting:
@@ -271,9 +326,19 @@ class Channel:
                 break
             waiting.popleft()
             message.confirm_channel = None
+            if failures and journal.is_failed(seq):
+                self._nack_later(tag)
             self._confirmed_upto = tag
             advanced = True
         return advanced
+
+    def _nack_later(self, tag: int) -> None:
+        """Nack publish ``tag`` in order with the acks (its record was not replicated)."""
+        nacked = self._nacked
+        if not nacked or nacked[-1] < tag:
+            nacked.append(tag)
+        elif tag not in nacked:
+            self._nacked = deque(sorted([*nacked, tag]))
 
     def flush_confirms(self) -> None:
         """Send one basic.ack (multiple) covering every publish confirmed since the last.
@@ -347,16 +412,41 @@ class Channel:
         if entry.stored and not entry.redelivered:
             self.vhost.journal.note_delivered(self.vhost.name, queue.name, entry.message.id)
 
+    def deliver_reply(self, consumer: ReplyConsumer, message: Message) -> None:
+        """Deliver a direct reply to this channel's reply consumer (no-ack, never buffered).
+
+        Dropped when the consumer is gone, or when the requester's connection has not read
+        several megabytes of output: replies are at most once, as RabbitMQ's, and must not
+        grow the broker without bound.
+        """
+        connection = self.connection
+        if self.reply_consumer is not consumer or self.closing:
+            return
+        if not connection.writable and connection.output_size > REPLY_DROP_WATER:
+            consumer.dropped += 1
+            return
+        self._delivery_tag += 1
+        connection.send(
+            M.encode_deliver(
+                self.number, consumer.tag_bytes, self._delivery_tag, False, message.exchange_and_key
+            )
+        )
+        connection.send(
+            M.encode_content(self.number, message.header, message.body, connection.frame_max)
+        )
+
     def cancel_by_broker(self, consumer: Consumer) -> None:
         """The queue went away: drop the consumer and tell the client (basic.cancel)."""
         self.consumers.pop(consumer.tag, None)
         consumer.queue.remove_consumer(consumer)
         if self.connection.consumer_cancel_notify and not self.closing:
-            self.connection.send(
-                M.encode_method(
-                    self.number, commands.Basic.Cancel(consumer_tag=consumer.tag, nowait=True)
-                )
+            frame = M.encode_method(
+                self.number, commands.Basic.Cancel(consumer_tag=consumer.tag, nowait=True)
             )
+            if self._held_cancels is not None:
+                self._held_cancels.append(frame)
+            else:
+                self.connection.send(frame)
 
     # -- channel class -------------------------------------------------------------------------
 
@@ -384,6 +474,7 @@ class Channel:
         for consumer in list(self.consumers.values()):
             self._remove_consumer(consumer)
         self.consumers.clear()
+        self._stop_replies()
         self._requeue_all()
         for _, _, message in self._waiting_confirms:
             message.confirm_channel = None
@@ -426,6 +517,7 @@ class Channel:
             self._send_durably(commands.Exchange.DeclareOk())
 
     def _on_exchange_delete(self, args: commands.Exchange.Delete) -> None:
+        check_exchange_deletable(args.exchange, self.vhost.name)
         self.grant.check("configure", "exchange", args.exchange, 40, 20)
         self.vhost.delete_exchange(args.exchange, if_unused=args.if_unused)
         if not args.nowait:
@@ -434,7 +526,7 @@ class Channel:
     def _on_exchange_bind(self, args: commands.Exchange.Bind) -> None:
         self.grant.check("write", "exchange", args.destination, 40, 30)
         self.grant.check("read", "exchange", args.source, 40, 30)
-        destination = self.vhost.get_exchange(args.destination, 40, 30)
+        destination = self.vhost.exchange_for_binding(args.destination, 40, 30)
         self.vhost.bind(args.source, destination, args.routing_key, args.arguments, 40, 30)
         if not args.nowait:
             self._send_durably(commands.Exchange.BindOk())
@@ -442,7 +534,7 @@ class Channel:
     def _on_exchange_unbind(self, args: commands.Exchange.Unbind) -> None:
         self.grant.check("write", "exchange", args.destination, 40, 40)
         self.grant.check("read", "exchange", args.source, 40, 40)
-        destination = self.vhost.get_exchange(args.destination, 40, 40)
+        destination = self.vhost.exchange_for_binding(args.destination, 40, 40, missing_ok=True)
         self.vhost.unbind(args.source, destination, args.routing_key, args.arguments, 40, 40)
         if not args.nowait:
             self._send_durably(commands.Exchange.UnbindOk())
@@ -451,6 +543,9 @@ class Channel:
 
     def _on_queue_declare(self, args: commands.Queue.Declare) -> None:
         name = args.queue or ""
+        if direct_reply.is_reply_name(name):
+            self._declare_reply_queue(name, args.nowait)
+            return
         server_named = not name and not args.passive
         if server_named:
             name = "amq.gen-" + secrets.token_urlsafe(16)
@@ -474,8 +569,19 @@ class Channel:
                 )
             )
 
-    def _queue_named(self, name: str, method_id: int) -> Queue:
-        return self.vhost.get_queue(name or self._last_queue, self.connection, 50, method_id)
+    def _declare_reply_queue(self, name: str, nowait: bool) -> None:
+        """Every declare of a direct reply-to name is passive (RabbitMQ's rule).
+
+        The pseudo-queue always exists; a reply name exists while its consumer does, with
+        0 messages and 1 consumer: a responder may check that its requester is still there.
+        """
+        if name != direct_reply.PSEUDO_QUEUE and name not in self.vhost.reply_consumers:
+            raise NotFound(f"no queue '{name}' in vhost '{self.vhost.name}'", 50, 10)
+        if not nowait:
+            self._send(commands.Queue.DeclareOk(queue=name, message_count=0, consumer_count=1))
+
+    def _queue_named(self, name: str, method_id: int, class_id: int = 50) -> Queue:
+        return self.vhost.get_queue(name or self._last_queue, self.connection, class_id, method_id)
 
     def _on_queue_bind(self, args: commands.Queue.Bind) -> None:
         self.grant.check("write", "queue", args.queue or self._last_queue, 50, 20)
@@ -487,9 +593,17 @@ class Channel:
             self._send_durably(commands.Queue.BindOk())
 
     def _on_queue_unbind(self, args: commands.Queue.Unbind) -> None:
-        self.grant.check("write", "queue", args.queue or self._last_queue, 50, 50)
+        """queue.unbind; a queue, exchange or binding that is gone is not an error.
+
+        RabbitMQ 3.x (rabbit_binding:remove) answers unbind-ok then: an auto-delete queue
+        may vanish before its client unbinds it.
+        """
+        name = args.queue or self._last_queue
+        self.grant.check("write", "queue", name, 50, 50)
         self.grant.check("read", "exchange", args.exchange, 50, 50)
-        queue = self._queue_named(args.queue, 50)
+        queue = self.vhost.queues.get(name)
+        if queue is not None:
+            self.vhost.check_exclusive_access(queue, self.connection, 50, 50)
         self.vhost.unbind(args.exchange, queue, args.routing_key, args.arguments, 50, 50)
         self._send_durably(commands.Queue.UnbindOk())
 
@@ -503,7 +617,7 @@ class Channel:
         name = args.queue or self._last_queue
         self.grant.check("configure", "queue", name, 50, 40)
         queue = self.vhost.queues.get(name)
-        count = 0
+        count, cancels = 0, b""
         if queue is not None:
             self.vhost.check_exclusive_access(queue, self.connection, 50, 40)
             if args.if_unused and queue.consumer_count:
@@ -514,9 +628,27 @@ class Channel:
                 raise PreconditionFailed(
                     f"queue '{name}' in vhost '{self.vhost.name}' not empty", 50, 40
                 )
+            count, cancels = self._delete_holding_cancels(queue)
+        if args.nowait:
+            if cancels:
+                self.connection.send(cancels)
+            return
+        reply = M.encode_method(self.number, commands.Queue.DeleteOk(message_count=count))
+        self._send_durably(reply + cancels)
+
+    def _delete_holding_cancels(self, queue: Queue) -> tuple[int, bytes]:
+        """Delete ``queue``; return its message count and this channel's basic.cancel frames.
+
+        The deleting channel gets queue.delete-ok before the cancels of its own consumers
+        (RabbitMQ's order; clients such as aio-pika wait for the reply first), so they are
+        held back here and sent right after the reply.
+        """
+        self._held_cancels = []
+        try:
             count = self.vhost.delete_queue(queue)
-        if not args.nowait:
-            self._send_durably(commands.Queue.DeleteOk(message_count=count))
+        finally:
+            held, self._held_cancels = self._held_cancels, None
+        return count, b"".join(held)
 
     # -- basic class ---------------------------------------------------------------------------
 
@@ -532,10 +664,13 @@ class Channel:
             consumer.queue.dispatch()
 
     def _on_basic_consume(self, args: commands.Basic.Consume) -> None:
+        if args.queue == direct_reply.PSEUDO_QUEUE:
+            self._consume_replies(args)
+            return
         self.grant.check("read", "queue", args.queue or self._last_queue, 60, 20)
-        queue = self._queue_named(args.queue, 20)
+        queue = self._queue_named(args.queue, 20, 60)
         tag = args.consumer_tag or "amq.ctag-" + secrets.token_urlsafe(16)
-        if tag in self.consumers:
+        if tag in self.consumers or (self.reply_consumer and self.reply_consumer.tag == tag):
             raise NotAllowed(f"attempt to reuse consumer tag '{tag}'", 60, 20)
         for existing in queue.consumers:
             if existing.exclusive or args.exclusive:
@@ -548,12 +683,31 @@ class Channel:
         self.consumers[tag] = consumer
         if not args.nowait:
             self._send(commands.Basic.ConsumeOk(consumer_tag=tag))
-        queue.add_consumer(consumer)
-        self.vhost.hooks.plugmq_consumer_added(
-            vhost=self.vhost.name, queue=queue, consumer=consumer
-        )
+        queue.add_consumer(consumer)  # fires consumer_added
+
+    def _consume_replies(self, args: commands.Basic.Consume) -> None:
+        """basic.consume from ``amq.rabbitmq.reply-to``, with RabbitMQ's checks and codes."""
+        tag = args.consumer_tag or "amq.ctag-" + secrets.token_urlsafe(16)
+        if tag in self.consumers:
+            raise NotAllowed(f"attempt to reuse consumer tag '{tag}'", 60, 20)
+        if not args.no_ack:
+            raise PreconditionFailed("reply consumer cannot acknowledge", 60, 20)
+        if self.reply_consumer is not None:
+            raise PreconditionFailed("reply consumer already set", 60, 20)
+        consumer = self.reply_consumer = ReplyConsumer(self, tag)
+        self.vhost.reply_consumers[consumer.name] = consumer
+        if not args.nowait:
+            self._send(commands.Basic.ConsumeOk(consumer_tag=tag))
+
+    def _stop_replies(self) -> None:
+        consumer, self.reply_consumer = self.reply_consumer, None
+        if consumer is not None:
+            self.vhost.reply_consumers.pop(consumer.name, None)
 
     def _on_basic_cancel(self, args: commands.Basic.Cancel) -> None:
+        reply_consumer = self.reply_consumer
+        if reply_consumer is not None and reply_consumer.tag == args.consumer_tag:
+            self._stop_replies()
         consumer = self.consumers.pop(args.consumer_tag, None)
         if not args.nowait:
             self._send(commands.Basic.CancelOk(consumer_tag=args.consumer_tag))
@@ -562,16 +716,13 @@ class Channel:
 
     def _remove_consumer(self, consumer: Consumer) -> None:
         queue = consumer.queue
-        queue.remove_consumer(consumer)
-        self.vhost.hooks.plugmq_consumer_removed(
-            vhost=self.vhost.name, queue=queue, consumer=consumer
-        )
+        queue.remove_consumer(consumer)  # fires consumer_removed
         if queue.unused_after_consumers and not queue.deleted:
             self.vhost.delete_queue(queue)
 
     def _on_basic_get(self, args: commands.Basic.Get) -> None:
         self.grant.check("read", "queue", args.queue or self._last_queue, 60, 70)
-        queue = self._queue_named(args.queue, 70)
+        queue = self._queue_named(args.queue, 70, 60)
         entry = queue.get()
         if entry is None and queue.paged:
             self.connection.broker.spawn(lambda: self._get_after_paging(queue, args.no_ack))
@@ -703,11 +854,21 @@ class Channel:
         for settle in acks:
             settle()
         # commit-ok only once every record of this transaction (publishes and acks) is durable.
-        self.vhost.journal.when_durable(self.vhost.journal.last_seq, self._commit_ok)
+        seq = self.vhost.journal.last_seq
+        self.vhost.journal.when_durable(seq, lambda: self._commit_ok(seq))
 
-    def _commit_ok(self) -> None:
-        if not self.closing:
-            self._send(commands.Tx.CommitOk())
+    def _commit_ok(self, seq: int) -> None:
+        if self.closing:
+            return
+        journal = self.vhost.journal
+        if journal.failures and journal.is_failed(seq):
+            # The transaction's records are on the local disk but not replicated: the client
+            # must not believe it committed (RabbitMQ closes the channel on a failed commit).
+            self.connection.close_channel(
+                self, NotConfirmed("transaction not replicated to a quorum", C.TX, 20)
+            )
+            return
+        self._send(commands.Tx.CommitOk())
 
     def _on_tx_rollback(self, args: commands.Tx.Rollback) -> None:
         if not self.tx_mode:

@@ -28,6 +28,7 @@ import trio
 from pamqp import commands
 
 from plugmq import __version__
+from plugmq.admission import ConnectionInfo
 from plugmq.amqp import constants as C
 from plugmq.amqp import methods as M
 from plugmq.amqp.errors import (
@@ -60,6 +61,8 @@ READ_STOP_WATER = 8 << 20
 HANDSHAKE_TIMEOUT = 10.0
 #: Seconds to wait for connection.close-ok after sending connection.close.
 CLOSE_TIMEOUT = 2.0
+#: Seconds to wait, once the close handshake is done, for the peer to close its socket.
+LINGER_TIMEOUT = 2.0
 #: Bytes asked of the stream per read.
 RECEIVE_SIZE = 65536
 #: A read of at least this many bytes suggests more is waiting: read again before waiting.
@@ -73,6 +76,7 @@ _OPEN = commands.Connection.Open.index  # type: ignore[attr-defined]
 _CLOSE = commands.Connection.Close.index  # type: ignore[attr-defined]
 _CLOSE_OK = commands.Connection.CloseOk.index  # type: ignore[attr-defined]
 _CHANNEL_OPEN = commands.Channel.Open.index  # type: ignore[attr-defined]
+_UPDATE_SECRET = commands.Connection.UpdateSecret.index  # type: ignore[attr-defined]
 
 
 class _Closed(Exception):
@@ -149,6 +153,9 @@ class Connection:
         self._wake = trio.Event()
         self._drained = trio.Event()
         self._closing = False
+        #: A close handshake ended the conversation: let the peer close first (see _linger).
+        self._graceful_end = False
+        self._released = False
         self._pending_close: AMQPError | None = None
         self._reading_paused = False
         self._read_scope = trio.CancelScope()
@@ -181,6 +188,11 @@ class Connection:
             _batch.pending.append(self)
         else:
             self._wake.set()
+
+    @property
+    def output_size(self) -> int:
+        """Bytes queued for the peer and not sent yet."""
+        return self._out_size
 
     def _send_now(self) -> None:
         """Send the queued output without waiting; what the socket does not take, the writer does.
@@ -291,6 +303,9 @@ class Connection:
                 await self._converse(nursery)
                 await self._flush_output()
                 nursery.cancel_scope.cancel()
+            self._release()
+            if self._graceful_end and not self._out:
+                await self._linger()
         except (trio.BrokenResourceError, trio.ClosedResourceError, ConnectionResetError):
             self.log.info("connection_lost", state=self._state)
         finally:
@@ -298,6 +313,30 @@ class Connection:
             with trio.CancelScope(shield=True):
                 await trio.aclose_forcefully(self.stream)
             self._finished.set()
+
+    async def _linger(self) -> None:
+        """After the close handshake, send our FIN and discard input until the peer's (bounded).
+
+        Closing a socket that still holds unread input makes the kernel answer with a reset
+        instead of a FIN, and a reset can destroy the close-ok the peer has not read yet: a
+        client that sent frames after its connection.close, or was still sending when the
+        broker closed, would see "connection reset" instead of a clean close. RabbitMQ
+        likewise keeps reading after the close handshake until the client closes
+        (rabbit_reader, connection state ``closed``). Our FIN first means a client that waits
+        for the server to close is not kept waiting. Streams that cannot half-close are
+        closed at once, as before. Everything (queues, consumers) is released already.
+        """
+        stream = self.stream
+        if not isinstance(stream, trio.abc.HalfCloseableStream):
+            return
+        with trio.move_on_after(LINGER_TIMEOUT):
+            try:
+                await stream.send_eof()
+                while await stream.receive_some(RECEIVE_SIZE):
+                    pass
+            except (trio.BrokenResourceError, trio.ClosedResourceError, ConnectionResetError):
+                # The peer went first, abruptly: the socket is finished either way.
+                return
 
     async def _converse(self, nursery: trio.Nursery) -> None:
         """Handshake, then frames until the end; every ending is handled here."""
@@ -330,6 +369,9 @@ class Connection:
             await self._close_with(self._pending_close)
 
     def _release(self) -> None:
+        if self._released:
+            return
+        self._released = True
         for channel in list(self.channels.values()):
             channel.release()
         self.channels.clear()
@@ -370,8 +412,10 @@ class Connection:
             )
         )
         await self._flush_output()
-        with trio.move_on_after(CLOSE_TIMEOUT):
+        with trio.move_on_after(CLOSE_TIMEOUT) as waited:
             await self._drain_until_close_ok()
+        # A peer that did not answer in time is not worth lingering for.
+        self._graceful_end = not waited.cancelled_caught
 
     async def _drain_until_close_ok(self) -> None:
         """After connection.close, discard everything but close-ok (spec 2.2.4)."""
@@ -395,14 +439,23 @@ class Connection:
     async def _handshake(self) -> None:
         self._state = "header"
         header = await self._receive_exactly(8)
-        if header != C.PROTOCOL_HEADER:
+        older = C.OLDER_PROTOCOL_HEADERS.get(header)
+        if header != C.PROTOCOL_HEADER and older is None:
             self.log.warning("bad_protocol_header", received=header.hex())
             self.send(C.PROTOCOL_HEADER)
+            self._graceful_end = True  # the rest of what it sent must not reset our header
             raise _Closed
         self._state = "start"
-        self.send(M.encode_method(0, self._start_method()))
+        start = self._start_method()
+        if older is not None:
+            # An older client (0-9 or 0-8 header) is told the version it asked for, as
+            # RabbitMQ 3.x tells it, and is then spoken 0-9-1 to.
+            self.log.info("older_protocol_header", received=header.hex())
+            start.version_major, start.version_minor = older
+        self.send(M.encode_method(0, start))
         self._state = "start-ok"
         start_ok = await self._expect_method(_START_OK)
+        self._admit(start_ok)
         self._authenticate(start_ok)
         self._state = "tune-ok"
         self.send(
@@ -439,20 +492,24 @@ class Connection:
             "consumer_priorities": True,
             "authentication_failure_close": True,
             "per_consumer_qos": True,
-            "direct_reply_to": False,
+            "direct_reply_to": True,
         }
+        properties = {
+            "product": "plugmq",
+            "version": __version__,
+            "platform": "Python/trio",
+            "copyright": "plugmq authors",
+            "information": "Licensed under the Apache License 2.0",
+            "cluster_name": self.broker.cluster_name,
+        }
+        for extra in self.broker.plugins.server_properties(self.broker):
+            capabilities.update(extra.pop("capabilities", None) or {})
+            properties.update(extra)
+        properties["capabilities"] = capabilities
         return commands.Connection.Start(
             version_major=0,
             version_minor=9,
-            server_properties={
-                "product": "plugmq",
-                "version": __version__,
-                "platform": "Python/trio",
-                "copyright": "plugmq authors",
-                "information": "Licensed under the Apache License 2.0",
-                "cluster_name": self.broker.cluster_name,
-                "capabilities": capabilities,
-            },
+            server_properties=properties,
             mechanisms=" ".join(self.broker.mechanisms),
             locales="en_US",
         )
@@ -470,6 +527,7 @@ class Connection:
             got, args = M.decode_method(payload)
             if got == _CLOSE:
                 self.send(M.encode_method(0, commands.Connection.CloseOk()))
+                self._graceful_end = True
                 raise _Closed
             if got != index:
                 raise CommandInvalid(
@@ -507,6 +565,14 @@ class Connection:
             data = direct.try_receive(RECEIVE_SIZE)
         self._busy_read = len(data) >= BUSY_READ
         return data
+
+    def _admit(self, start_ok: commands.Connection.StartOk) -> None:
+        """Ask the connection hook (and the broker's role) whether to serve this client."""
+        info = ConnectionInfo(self.peer, start_ok.client_properties or {}, start_ok.mechanism)
+        refusal = self.broker.admit(info)
+        if refusal is not None:
+            self.log.info("connection_refused", code=refusal.reply_code, reason=refusal.text)
+            raise refusal.error()
 
     def _authenticate(self, start_ok: commands.Connection.StartOk) -> None:
         self.client_properties = start_ok.client_properties or {}
@@ -660,12 +726,13 @@ class Connection:
         except AMQPError as error:
             if not error.soft or channel is None:
                 raise
-            self._close_channel(channel, error)
+            self.close_channel(channel, error)
         except Exception as error:
             self.log.exception("internal_error", channel=number)
             raise InternalError(f"{type(error).__name__}: {error}") from error
 
-    def _close_channel(self, channel: Channel, error: AMQPError) -> None:
+    def close_channel(self, channel: Channel, error: AMQPError) -> None:
+        """Close ``channel`` with ``error`` (channel.close); the connection stays open."""
         self.log.info(
             "channel_closed_by_broker",
             channel=channel.number,
@@ -697,9 +764,12 @@ class Connection:
                 f"expected 'channel.open' on channel {number}, got {M.method_name(index)}",
                 *_split(index),
             )
-        if number > self.channel_max:
+        # channel_max bounds how many channels are open, not their numbers (rabbit_reader:
+        # create_channel; RabbitMQ opens channel 65535 under channel_max 2047).
+        if len(self.channels) >= self.channel_max:
             raise NotAllowed(
-                f"channel number {number} exceeds the negotiated channel_max {self.channel_max}",
+                f"number of channels opened ({len(self.channels)}) has reached the "
+                f"negotiated channel_max ({self.channel_max})",
                 20,
                 10,
             )
@@ -722,9 +792,13 @@ class Connection:
                 "connection_closed_by_client", code=args.reply_code, reason=args.reply_text
             )
             self.send(M.encode_method(0, commands.Connection.CloseOk()))
+            self._graceful_end = True
             raise _Closed
         if index == _CLOSE_OK:
             raise _Closed
+        if index == _UPDATE_SECRET:
+            self._update_secret(args)
+            return
         if index in _IGNORED_ON_ZERO:
             return
         # rabbit_reader:handle_method0 answers any other method on channel 0 with 504.
@@ -732,6 +806,33 @@ class Connection:
             f"unexpected method {M.method_name(index)} in connection state running",
             *_split(index),
         )
+
+    def _update_secret(self, update: commands.Connection.UpdateSecret) -> None:
+        """connection.update-secret, RabbitMQ's extension for expiring secrets (OAuth tokens).
+
+        The new secret must pass the same check as the password at login, for the user that
+        logged in (so a client can move to a changed password without reconnecting); the
+        user must still have access to the vhost. Otherwise the connection is closed with
+        530, as rabbit_reader closes it ("New secret was refused by one of the backends").
+        RabbitMQ's internal user database accepts any secret here (its state cannot
+        expire); plugmq checks it, as a secret that passes nothing should not extend a login.
+        """
+        secret = update.new_secret
+        try:
+            if isinstance(secret, bytes):  # pamqp keeps a longstr that is not UTF-8 as bytes
+                raise ConnectionAccessRefused("the new secret is not UTF-8")
+            self.broker.users.authenticate(self.user, secret or "", _is_loopback(self.peer))
+        except ConnectionAccessRefused as error:
+            self.log.warning("update_secret_refused", user=self.user, reason=str(error))
+            raise NotAllowed(
+                f"New secret was refused by one of the backends (user '{self.user}')", 10, 70
+            ) from error
+        if self.broker.access.grant(self.user, self.vhost.name) is None:
+            raise NotAllowed(
+                f"access to vhost '{self.vhost.name}' refused for user '{self.user}'", 10, 70
+            )
+        self.log.info("secret_updated", user=self.user, reason=update.reason)
+        self.send(M.encode_method(0, commands.Connection.UpdateSecretOk()))
 
     # -- heartbeats ------------------------------------------------------------------------------
 

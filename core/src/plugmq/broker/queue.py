@@ -526,14 +526,20 @@ class Queue:
     # -- consumers ---------------------------------------------------------------------------
 
     def add_consumer(self, consumer: Consumer) -> None:
-        """Subscribe ``consumer`` and start delivering to it."""
+        """Subscribe ``consumer``, start delivering to it, fire ``consumer_added``."""
         self.consumers.append(consumer)
         self._had_consumer = True
         self._update_prioritised()
         self.dispatch()
+        self.vhost.events.consumer_added(self.vhost, self, consumer)
 
     def remove_consumer(self, consumer: Consumer) -> None:
-        """Unsubscribe ``consumer`` (its unacked messages stay with its channel)."""
+        """Unsubscribe ``consumer`` (its unacked messages stay with its channel).
+
+        Every way a consumer leaves (cancel, channel or connection closing, queue deleted)
+        comes here, so this is where ``consumer_removed`` fires: once, as a consumer that is
+        no longer subscribed returns early.
+        """
         try:
             self.consumers.remove(consumer)
         except ValueError:
@@ -541,6 +547,7 @@ class Queue:
         self._update_prioritised()
         if self._special and not self.deleted:
             self._consumer_left()
+        self.vhost.events.consumer_removed(self.vhost, self, consumer)
 
     def _consumer_left(self) -> None:
         """A single active consumer hands over to the next; an unused queue starts to expire."""

@@ -2,7 +2,8 @@
 
 Every declare/delete/bind follows RabbitMQ's rules and raises the error RabbitMQ raises
 (404, 403, 405, 406). Durable changes are appended to the journal here, in one place, and
-control-plane hooks are called here after each change (never per message).
+control-plane events (``broker.plugins.events``) are fired here after each real change, once
+(never per message); consumer events are fired by the queue.
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ from plugmq.broker.arguments import (
     assert_equivalent,
     check_exchange_arguments,
 )
+from plugmq.broker.direct_reply import PREFIX as REPLY_PREFIX
+from plugmq.broker.direct_reply import ReplyConsumer
 from plugmq.broker.exchange import Exchange
 from plugmq.broker.message import Message
 from plugmq.broker.queue import Queue
@@ -54,11 +57,14 @@ class VHost:
         self.broker = broker
         self.name = name
         self.journal = broker.journal
-        self.hooks = broker.plugins.hook
+        self.events = broker.plugins.events
         self.exchanges: dict[str, Exchange] = {}
         self.queues: dict[str, Queue] = {}
+        #: Direct reply-to consumers by the routing key of their replies (see direct_reply).
+        self.reply_consumers: dict[str, ReplyConsumer] = {}
+        # Announced by announce_standard_exchanges, once plugins were told about the vhost.
         for exchange_name, type_name in STANDARD_EXCHANGES:
-            self._create_exchange(exchange_name, type_name, True, False, False, {})
+            self._new_exchange(exchange_name, type_name, True, False, False, {})
 
     def __repr__(self) -> str:
         return f"<VHost {self.name!r}>"
@@ -71,8 +77,7 @@ class VHost:
         Raises :class:`NotFound` for an unknown exchange.
         """
         if not exchange_name:
-            queue = self.queues.get(message.routing_key)
-            return (queue,) if queue is not None else _EMPTY
+            return self._route_default(message.routing_key)
         exchange = self.exchanges.get(exchange_name)
         if exchange is None:
             raise NotFound(f"no exchange '{exchange_name}' in vhost '{self.name}'", 60, 40)
@@ -93,10 +98,24 @@ class VHost:
     def route_dead_letter(self, exchange_name: str, message: Message) -> Any:
         """Route a dead-lettered message; None when its exchange does not exist."""
         if not exchange_name:
-            queue = self.queues.get(message.routing_key)
-            return (queue,) if queue is not None else _EMPTY
+            return self._route_default(message.routing_key)
         exchange = self.exchanges.get(exchange_name)
         return None if exchange is None else self.route_from(exchange, message)
+
+    def _route_default(self, routing_key: str) -> Any:
+        """The default exchange: the queue named ``routing_key``, or a direct reply-to consumer.
+
+        A reply to a requester that is gone routes nowhere (dropped, or returned when
+        mandatory). The reply prefix is only tested when no queue has the name.
+        """
+        queue = self.queues.get(routing_key)
+        if queue is not None:
+            return (queue,)
+        if routing_key.startswith(REPLY_PREFIX):
+            consumer = self.reply_consumers.get(routing_key)
+            if consumer is not None:
+                return (consumer,)
+        return _EMPTY
 
     def _route_through_exchanges(self, exchange: Exchange, message: Message) -> set[Queue]:
         """Exchange-to-exchange routing: follow exchange destinations, each exchange once.
@@ -193,15 +212,22 @@ class VHost:
         internal: bool = False,
         arguments: dict[str, Any] | None = None,
     ) -> Exchange:
-        """exchange.declare with RabbitMQ's checks."""
+        """exchange.declare with RabbitMQ's checks, in its order.
+
+        The type is checked first: an unknown one is 406 PRECONDITION_FAILED, a channel
+        error, as RabbitMQ 3.13+ (3.12 and older closed the connection with 503). The
+        default exchange is refused (403) even to a passive declare.
+        """
         arguments = arguments or {}
+        if not passive and type_name not in self.broker.exchange_types:
+            raise PreconditionFailed(f"unknown exchange type '{type_name}'", 40, 10)
+        if not name:
+            raise AccessRefused("operation not permitted on the default exchange", 40, 10)
         existing = self.exchanges.get(name)
         if passive:
             if existing is None:
                 raise NotFound(f"no exchange '{name}' in vhost '{self.name}'", 40, 10)
             return existing
-        if not name:
-            raise AccessRefused("operation not permitted on the default exchange", 40, 10)
         if existing is not None:
             self._check_equivalent_exchange(existing, type_name, durable, auto_delete, internal)
             assert_equivalent(
@@ -234,6 +260,19 @@ class VHost:
         internal: bool,
         arguments: dict[str, Any],
     ) -> Exchange:
+        exchange = self._new_exchange(name, type_name, durable, auto_delete, internal, arguments)
+        self.events.exchange_declared(self, exchange)
+        return exchange
+
+    def _new_exchange(
+        self,
+        name: str,
+        type_name: str,
+        durable: bool,
+        auto_delete: bool,
+        internal: bool,
+        arguments: dict[str, Any],
+    ) -> Exchange:
         exchange_class = self.broker.exchange_types.get(type_name)
         if exchange_class is None:
             raise CommandInvalid(f"unknown exchange type '{type_name}'", 40, 10)
@@ -246,8 +285,12 @@ class VHost:
             arguments=arguments,
         )
         self.exchanges[name] = exchange
-        self.hooks.plugmq_exchange_declared(vhost=self.name, exchange=exchange)
         return exchange
+
+    def announce_standard_exchanges(self) -> None:
+        """Fire ``exchange_declared`` for the ``amq.*`` exchanges, after ``vhost_added``."""
+        for exchange_name, _ in STANDARD_EXCHANGES:
+            self.events.exchange_declared(self, self.exchanges[exchange_name])
 
     def _check_equivalent_exchange(
         self, existing: Exchange, type_name: str, durable: bool, auto_delete: bool, internal: bool
@@ -269,8 +312,7 @@ class VHost:
 
     def delete_exchange(self, name: str, if_unused: bool = False) -> None:
         """exchange.delete; deleting a missing exchange is not an error (RabbitMQ 3.x)."""
-        if not name or name.startswith("amq."):
-            raise AccessRefused(f"operation not permitted on exchange '{name}'", 40, 20)
+        check_exchange_deletable(name, self.name)
         exchange = self.exchanges.get(name)
         if exchange is None:
             return
@@ -278,15 +320,15 @@ class VHost:
             raise PreconditionFailed(f"exchange '{name}' in vhost '{self.name}' in use", 40, 20)
         self._remove_exchange(exchange)
 
-    def _remove_exchange(self, exchange: Exchange) -> None:
+    def _remove_exchange(self, exchange: Exchange, journal: bool = True) -> None:
         del self.exchanges[exchange.name]
         for other in list(self.exchanges.values()):  # a copy: auto-delete may cascade
-            if other.has_exchange_destinations:
+            if other.has_exchange_destinations and self.exchanges.get(other.name) is other:
                 self._bindings_gone(other, other.unbind_destination(exchange))
         self._bindings_gone(exchange, list(exchange.bindings()))
-        if exchange.durable:
+        if exchange.durable and journal:
             self.journal.append(records.ExchangeDeleted(self.name, exchange.name))
-        self.hooks.plugmq_exchange_deleted(vhost=self.name, exchange=exchange)
+        self.events.exchange_deleted(self, exchange)
 
     # -- queues ------------------------------------------------------------------------------
 
@@ -315,9 +357,13 @@ class VHost:
             self.check_exclusive_access(existing, owner, 50, 10)
             existing.touch()
             return existing
+        if name.startswith("amq.") and not server_named:
+            # Before the lookup, as rabbit_channel's check_name: redeclaring even an existing
+            # amq.gen-* queue by name is refused.
+            raise AccessRefused(f"queue name '{name}' contains reserved prefix 'amq.*'", 50, 10)
         if existing is not None:
-            self.check_exclusive_access(existing, owner, 50, 10)
-            self._check_equivalent_queue(existing, durable, exclusive, auto_delete)
+            self._check_same_owner(existing, owner if exclusive else None)
+            self._check_equivalent_queue(existing, durable, auto_delete)
             assert_equivalent(
                 existing.arguments,
                 arguments,
@@ -328,8 +374,6 @@ class VHost:
             )
             existing.touch()
             return existing
-        if name.startswith("amq.") and not server_named:
-            raise AccessRefused(f"queue name '{name}' contains reserved prefix 'amq.*'", 50, 10)
         queue = Queue(
             self,
             name,
@@ -346,27 +390,37 @@ class VHost:
         else:
             # Exclusive queues die with their connection; keeping them would resurrect them.
             queue.durable = False
-        self.hooks.plugmq_queue_declared(vhost=self.name, queue=queue)
+        self.events.queue_declared(self, queue)
         return queue
 
     def check_exclusive_access(self, queue: Queue, owner: object, class_id: int, method_id: int):
         """Raise 405 RESOURCE_LOCKED when ``queue`` is exclusive to another connection."""
         if queue.exclusive_owner is not None and queue.exclusive_owner is not owner:
-            raise ResourceLocked(
-                f"cannot obtain exclusive access to locked queue '{queue.name}' in vhost "
-                f"'{self.name}'. It could be originally declared on another connection or the "
-                "exclusive property value does not match that of the original declaration.",
-                class_id,
-                method_id,
-            )
+            raise self._locked(queue, class_id, method_id)
 
-    def _check_equivalent_queue(
-        self, existing: Queue, durable: bool, exclusive: bool, auto_delete: bool
-    ) -> None:
+    def _locked(self, queue: Queue, class_id: int, method_id: int) -> ResourceLocked:
+        return ResourceLocked(
+            f"cannot obtain exclusive access to locked queue '{queue.name}' in vhost "
+            f"'{self.name}'. It could be originally declared on another connection or the "
+            "exclusive property value does not match that of the original declaration.",
+            class_id,
+            method_id,
+        )
+
+    def _check_same_owner(self, queue: Queue, owner: object) -> None:
+        """The strict check of a non-passive redeclare: same exclusivity, same owner (405).
+
+        RabbitMQ (rabbit_amqqueue:check_exclusive_access, strict) refuses with 405
+        RESOURCE_LOCKED even the owner redeclaring its exclusive queue as non-exclusive, and
+        anyone redeclaring a shared queue as exclusive.
+        """
+        if queue.exclusive_owner is not owner:
+            raise self._locked(queue, 50, 10)
+
+    def _check_equivalent_queue(self, existing: Queue, durable: bool, auto_delete: bool) -> None:
         current_durable = existing.durable or (existing.exclusive_owner is not None and durable)
         for field, received, current in (
             ("durable", durable, current_durable),
-            ("exclusive", exclusive, existing.exclusive_owner is not None),
             ("auto_delete", auto_delete, existing.auto_delete),
         ):
             if received != current:
@@ -386,6 +440,21 @@ class VHost:
         self.check_exclusive_access(queue, owner, class_id, method_id)
         return queue
 
+    def exchange_for_binding(
+        self, name: str, class_id: int, method_id: int, missing_ok: bool = False
+    ) -> Exchange | None:
+        """The destination exchange of exchange.bind/unbind: never the default one (403).
+
+        A missing one is 404, or None with ``missing_ok`` (unbind is idempotent).
+        """
+        if not name:
+            raise AccessRefused(
+                "operation not permitted on the default exchange", class_id, method_id
+            )
+        if missing_ok:
+            return self.exchanges.get(name)
+        return self.get_exchange(name, class_id, method_id)
+
     def get_exchange(self, name: str, class_id: int, method_id: int) -> Exchange:
         """The exchange named ``name`` (404 when missing)."""
         exchange = self.exchanges.get(name)
@@ -401,13 +470,14 @@ class VHost:
         queue.deleted = True
         self.queues.pop(queue.name, None)
         for exchange in list(self.exchanges.values()):  # a copy: auto-delete may cascade
-            self._bindings_gone(exchange, exchange.unbind_destination(queue))
+            if self.exchanges.get(exchange.name) is exchange:  # not gone in a cascade meanwhile
+                self._bindings_gone(exchange, exchange.unbind_destination(queue))
         if queue.durable:
             self.journal.append(records.QueueDeleted(self.name, queue.name))
         for consumer in list(queue.consumers):
             consumer.channel.cancel_by_broker(consumer)
         queue.drop_all()
-        self.hooks.plugmq_queue_deleted(vhost=self.name, queue=queue)
+        self.events.queue_deleted(self, queue)
         return count
 
     # -- bindings ----------------------------------------------------------------------------
@@ -418,12 +488,8 @@ class VHost:
         An auto-delete source left without bindings goes too (see :meth:`_maybe_auto_delete`).
         """
         for binding in removed:
-            self.hooks.plugmq_binding_removed(
-                vhost=self.name,
-                source=source.name,
-                destination=binding.destination.name,
-                routing_key=binding.routing_key,
-                arguments=binding.arguments,
+            self.events.binding_removed(
+                self, source.name, binding.destination, binding.routing_key, binding.arguments
             )
         if removed:
             self._maybe_auto_delete(source)
@@ -453,39 +519,36 @@ class VHost:
     ) -> None:
         """Bind ``destination`` to exchange ``exchange_name``."""
         exchange = self._binding_source(exchange_name, class_id, method_id)
-        if exchange.bind(destination, routing_key, arguments):
-            self._journal_binding(
-                records.BindingAdded, exchange, destination, routing_key, arguments
-            )
-        self.hooks.plugmq_binding_added(
-            vhost=self.name,
-            source=exchange.name,
-            destination=destination.name,
-            routing_key=routing_key,
-            arguments=arguments,
-        )
+        if not exchange.bind(destination, routing_key, arguments):
+            return  # an equal binding exists: no change, nothing to journal or announce
+        self._journal_binding(records.BindingAdded, exchange, destination, routing_key, arguments)
+        self.events.binding_added(self, exchange.name, destination, routing_key, arguments)
 
     def unbind(
         self,
         exchange_name: str,
-        destination: Destination,
+        destination: Destination | None,
         routing_key: str,
         arguments: dict[str, Any],
         class_id: int,
         method_id: int,
     ) -> None:
-        """Remove a binding; a missing binding is not an error (RabbitMQ 3.x)."""
-        exchange = self._binding_source(exchange_name, class_id, method_id)
+        """Remove a binding; a missing binding, source or destination (None) is not an error.
+
+        RabbitMQ 3.x (``rabbit_binding:remove``) answers unbind-ok in all three cases; only
+        the default exchange is refused (403).
+        """
+        if not exchange_name:
+            raise AccessRefused(
+                "operation not permitted on the default exchange", class_id, method_id
+            )
+        exchange = self.exchanges.get(exchange_name)
+        if exchange is None or destination is None:
+            return
         if not exchange.unbind(destination, routing_key, arguments):
             return
         self._journal_binding(records.BindingRemoved, exchange, destination, routing_key, arguments)
-        self.hooks.plugmq_binding_removed(
-            vhost=self.name,
-            source=exchange.name,
-            destination=destination.name,
-            routing_key=routing_key,
-            arguments=arguments,
-        )
+        self.events.binding_removed(self, exchange.name, destination, routing_key, arguments)
         self._maybe_auto_delete(exchange)
 
     def _binding_source(self, exchange_name: str, class_id: int, method_id: int) -> Exchange:
@@ -542,7 +605,7 @@ class VHost:
                 arguments=dict(record.arguments),
             )
             self.queues[record.name] = queue
-            self.hooks.plugmq_queue_declared(vhost=self.name, queue=queue)
+            self.events.queue_declared(self, queue)
 
     def restore_binding(self, record: records.BindingAdded) -> None:
         """Recreate a durable binding; bindings to vanished entities are skipped."""
@@ -551,16 +614,23 @@ class VHost:
             destination: Destination | None = self.queues.get(record.destination)
         else:
             destination = self.exchanges.get(record.destination)
-        if source is not None and destination is not None:
-            source.bind(destination, record.routing_key, dict(record.arguments))
+        if source is None or destination is None:
+            return
+        arguments = dict(record.arguments)
+        if source.bind(destination, record.routing_key, arguments):
+            self.events.binding_added(self, source.name, destination, record.routing_key, arguments)
 
     def delete_everything(self) -> None:
-        """The vhost itself is deleted: delete its queues and its own exchanges (journaled)."""
+        """The vhost itself is deleted: delete its queues and exchanges.
+
+        Its own exchanges are journaled; the ``amq.*`` ones never were (every vhost has them),
+        but they go too and plugins are told.
+        """
         for queue in list(self.queues.values()):
             self.delete_queue(queue)
         for exchange in list(self.exchanges.values()):
-            if not exchange.name.startswith("amq.") and exchange.name in self.exchanges:
-                self._remove_exchange(exchange)
+            if self.exchanges.get(exchange.name) is exchange:  # not gone in a cascade meanwhile
+                self._remove_exchange(exchange, journal=not exchange.name.startswith("amq."))
 
     # -- connections going away --------------------------------------------------------------
 
@@ -568,6 +638,19 @@ class VHost:
         """Delete the exclusive queues of a closed connection."""
         for queue in [q for q in self.queues.values() if q.exclusive_owner is owner]:
             self.delete_queue(queue)
+
+
+def check_exchange_deletable(name: str, vhost: str) -> None:
+    """403 for the default exchange and the ``amq.*`` ones, in RabbitMQ's words.
+
+    Checked before the configure permission, as ``rabbit_channel`` does.
+    """
+    if not name:
+        raise AccessRefused("operation not permitted on the default exchange", 40, 20)
+    if name.startswith("amq."):
+        raise AccessRefused(
+            f"deletion of system exchange '{name}' in vhost '{vhost}' not allowed", 40, 20
+        )
 
 
 def _fmt(value: object) -> str:

@@ -73,6 +73,14 @@ def plugmq_add_options(options: OptionRegistry) -> None:
         "messages stay only in the store and are paged in as consumers catch up (0 = never).",
     )
     add(
+        "--ha",
+        type=str,
+        default="standalone",
+        group="High availability",
+        help="HA mode: standalone (no HA), or a mode an HA plugin provides "
+        "(sharedfs, zookeeper...).",
+    )
+    add(
         "--cluster-name",
         type=str,
         default="plugmq",

@@ -8,6 +8,6 @@ from plugmq.hookspecs import hookimpl
 
 
 @hookimpl(trylast=True)
-def plugmq_ha_strategy(config: Config) -> HAStrategy:
-    """Always active."""
-    return StandaloneHA()
+def plugmq_ha_strategy(config: Config) -> HAStrategy | None:
+    """Master at once, for ``--ha standalone`` (the default)."""
+    return StandaloneHA() if config.get("ha", "standalone") == "standalone" else None

@@ -46,7 +46,13 @@ def build_app(plugins: PluginManager) -> typer.Typer:
     app.command("perf", help="Benchmark an AMQP 0-9-1 broker (PerfTest-like scenarios).")(
         make_perf_command()
     )
-    _add_admin_commands(app, Admin(plugins))
+    admin = Admin(plugins)
+    _add_admin_commands(app, admin)
+    builtin = {"broker", "plugins", "perf", "config", "stat", "user", "vhost", "permissions"}
+    for name, group in plugins.cli_commands(admin):
+        if name in builtin:
+            raise ConfigError(f"a plugin's command group '{name}' clashes with a built-in command")
+        app.add_typer(group, name=name, rich_help_panel="Plugins")
     return app
 
 

@@ -6,9 +6,12 @@
         await admin.call("queue.add", name="abc", durable=True)
         queues = await admin.call("queue.list")
 
-A private exclusive reply queue is declared per client; requests are published ``mandatory``
-so a vhost without the management service is reported at once (basic.return) instead of
-waiting for a timeout.
+Responses come back by direct reply-to (``amq.rabbitmq.reply-to``): the client consumes from
+the pseudo-queue and names it in ``reply_to``, so it declares no queue and needs no configure
+permission, only write on the default exchange. A broker that does not announce the
+``direct_reply_to`` capability (an older plugmq) gets a private exclusive reply queue
+instead. Requests are published ``mandatory`` so a vhost without the management service is
+reported at once (basic.return) instead of waiting for a timeout.
 """
 
 from __future__ import annotations
@@ -26,6 +29,8 @@ from plugmq.client.message import Message
 from plugmq.management import protocol
 
 DEFAULT_TIMEOUT = 10.0
+#: RabbitMQ's direct reply-to pseudo-queue.
+DIRECT_REPLY_TO = "amq.rabbitmq.reply-to"
 
 
 class ManagementError(Exception):
@@ -120,10 +125,10 @@ async def management_client(
         holder: list[ManagementClient] = []
         channel = await connection.open_channel(on_return=lambda m: holder[0].on_return(m))
         try:
-            reply = await channel.queue_declare("", exclusive=True, auto_delete=True)
-            client = ManagementClient(channel, reply.name, connection.url.username, timeout)
+            reply_to = await _reply_queue(channel, connection.server_properties)
+            client = ManagementClient(channel, reply_to, connection.url.username, timeout)
             holder.append(client)
-            consumer = await channel.start_consumer(reply.name, no_ack=True)
+            consumer = await channel.start_consumer(reply_to, no_ack=True)
             try:
                 async with trio.open_nursery() as nursery:
                     nursery.start_soon(client.pump, consumer)
@@ -138,3 +143,12 @@ async def management_client(
             if channel.is_open:
                 with trio.move_on_after(2):
                     await channel.close()
+
+
+async def _reply_queue(channel: ClientChannel, server_properties: dict[str, Any]) -> str:
+    """Where responses come back: direct reply-to when the broker offers it, else a queue."""
+    capabilities = server_properties.get("capabilities") or {}
+    if capabilities.get("direct_reply_to"):
+        return DIRECT_REPLY_TO
+    reply = await channel.queue_declare("", exclusive=True, auto_delete=True)
+    return reply.name

@@ -23,6 +23,7 @@ from plugmq.management import protocol
 if TYPE_CHECKING:
     from plugmq.broker.broker import Broker
     from plugmq.broker.vhost import VHost
+    from plugmq.inbroker import InBrokerClient
     from plugmq.management.statistics import Statistics
 
 log = structlog.get_logger("plugmq.management")
@@ -61,8 +62,23 @@ class CommandContext:
     #: The requesting user (the request's validated ``user_id`` property).
     user: str
     statistics: Statistics
-    #: The owner the management service declares entities with (never a client connection).
-    owner: object
+    #: The management service's in-broker client of each vhost, by name (internal identity):
+    #: handlers change entities through them, so the channel's rules and journal apply.
+    clients: Mapping[str, InBrokerClient]
+
+    @property
+    def client(self) -> InBrokerClient:
+        """The service's client in the request's vhost."""
+        return self.clients[self.vhost.name]
+
+    def target_client(self, arguments: dict[str, Any]) -> InBrokerClient:
+        """The service's client in the vhost named by the ``vhost`` argument (else the
+        request's own); :class:`CommandError` when there is no such vhost."""
+        name = self.target_vhost(arguments).name
+        client = self.clients.get(name)
+        if client is None:
+            raise CommandError(f"management is not attached to vhost '{name}'")
+        return client
 
     def target_vhost(self, arguments: dict[str, Any]) -> VHost:
         """The vhost named by the ``vhost`` argument, else the request's own."""

@@ -1,20 +1,22 @@
 """Built-in commands on queues, exchanges and bindings (``plugmq config``, ``plugmq stat``).
 
-Every change goes through the vhost's own declare/delete/bind methods, so it follows the same
-rules (RabbitMQ's errors), is journaled and fires the same hooks as a client's method.
+Every change goes through the management service's in-broker client of the target vhost
+(:mod:`plugmq.inbroker`), so it follows the same rules (RabbitMQ's errors), is journaled and
+fires the same hooks as a client's method. Listings read the engine's objects directly.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from plugmq.inbroker import InBrokerConsumer
 from plugmq.management.commands import Command, CommandContext, CommandError, flag, table, text
 
 if TYPE_CHECKING:
     from plugmq.broker.broker import Broker
     from plugmq.broker.exchange import Exchange
     from plugmq.broker.queue import Queue
-    from plugmq.broker.vhost import Destination, VHost
+    from plugmq.broker.vhost import VHost
 
 
 # -- queues ---------------------------------------------------------------------------------------
@@ -22,36 +24,27 @@ if TYPE_CHECKING:
 
 def add_queue(context: CommandContext, arguments: dict[str, Any]) -> dict[str, Any]:
     """Declare a queue (idempotent for an equivalent one, 406 text otherwise)."""
-    vhost = context.target_vhost(arguments)
-    queue = vhost.declare_queue(
+    client = context.target_client(arguments)
+    status = client.declare_queue(
         text(arguments, "name"),
-        owner=context.owner,
         durable=flag(arguments, "durable"),
         auto_delete=flag(arguments, "auto_delete"),
         arguments=table(arguments, "arguments"),
     )
-    return {"vhost": vhost.name, "name": queue.name, "durable": queue.durable}
+    return {"vhost": client.vhost, "name": status.name, "durable": status.durable}
 
 
 def delete_queue(context: CommandContext, arguments: dict[str, Any]) -> dict[str, Any]:
-    """Delete a queue; return how many messages it held."""
-    vhost = context.target_vhost(arguments)
-    queue = _queue(vhost, context, text(arguments, "name"))
-    if queue.exclusive_owner is context.owner:
-        raise CommandError(f"queue '{queue.name}' is reserved for the management service")
-    if flag(arguments, "if_unused") and queue.consumer_count:
-        raise CommandError(f"queue '{queue.name}' in vhost '{vhost.name}' in use")
-    if flag(arguments, "if_empty") and queue.message_count:
-        raise CommandError(f"queue '{queue.name}' in vhost '{vhost.name}' is not empty")
-    return {"vhost": vhost.name, "name": queue.name, "messages": vhost.delete_queue(queue)}
-
-
-def _queue(vhost: VHost, context: CommandContext, name: str) -> Queue:
-    queue = vhost.queues.get(name)
-    if queue is None:
-        raise CommandError(f"no queue '{name}' in vhost '{vhost.name}'")
-    vhost.check_exclusive_access(queue, context.owner, 50, 40)
-    return queue
+    """Delete a queue (404 text when it does not exist); return how many messages it held."""
+    client = context.target_client(arguments)
+    name = text(arguments, "name")
+    if client.owns(name):
+        raise CommandError(f"queue '{name}' is reserved for the management service")
+    client.declare_queue(name, passive=True)
+    messages = client.delete_queue(
+        name, if_unused=flag(arguments, "if_unused"), if_empty=flag(arguments, "if_empty")
+    )
+    return {"vhost": client.vhost, "name": name, "messages": messages}
 
 
 def list_queues(context: CommandContext, arguments: dict[str, Any]) -> list[dict[str, Any]]:
@@ -82,12 +75,18 @@ def _queue_info(queue: Queue, context: CommandContext, unacked: int) -> dict[str
 
 
 def unacked_by_queue(broker: Broker) -> dict[Queue, int]:
-    """Unacknowledged deliveries per queue, counted over every channel (on request only)."""
+    """Unacknowledged deliveries per queue, counted over every channel and in-broker consumer
+    (on request only)."""
     counts: dict[Queue, int] = {}
     for connection in list(broker.connections):
         for channel in list(connection.channels.values()):
             for _, queue, _ in channel.unacked.values():
                 counts[queue] = counts.get(queue, 0) + 1
+    for vhost in broker.vhosts.values():
+        for queue in vhost.queues.values():
+            for consumer in queue.consumers:
+                if isinstance(consumer.channel, InBrokerConsumer):
+                    counts[queue] = counts.get(queue, 0) + consumer.unacked
     return counts
 
 
@@ -96,29 +95,30 @@ def unacked_by_queue(broker: Broker) -> dict[Queue, int]:
 
 def add_exchange(context: CommandContext, arguments: dict[str, Any]) -> dict[str, Any]:
     """Declare an exchange of a registered type."""
-    vhost = context.target_vhost(arguments)
+    client = context.target_client(arguments)
     exchange_arguments = table(arguments, "arguments")
     alternate = arguments.get("alternate_exchange")
     if alternate:
         exchange_arguments["alternate-exchange"] = text(arguments, "alternate_exchange")
-    exchange = vhost.declare_exchange(
-        text(arguments, "name"),
-        text(arguments, "type"),
+    name, type_name = text(arguments, "name"), text(arguments, "type")
+    client.declare_exchange(
+        name,
+        type_name,
         durable=flag(arguments, "durable"),
         auto_delete=flag(arguments, "auto_delete"),
         internal=flag(arguments, "internal"),
         arguments=exchange_arguments,
     )
-    return {"vhost": vhost.name, "name": exchange.name, "type": exchange.type_name}
+    return {"vhost": client.vhost, "name": name, "type": type_name}
 
 
 def delete_exchange(context: CommandContext, arguments: dict[str, Any]) -> dict[str, Any]:
     """Delete an exchange (404 text when it does not exist, unlike exchange.delete)."""
-    vhost = context.target_vhost(arguments)
+    client = context.target_client(arguments)
     name = text(arguments, "name")
-    _exchange(vhost, name)
-    vhost.delete_exchange(name, if_unused=flag(arguments, "if_unused"))
-    return {"vhost": vhost.name, "name": name}
+    client.declare_exchange(name, passive=True)
+    client.delete_exchange(name, if_unused=flag(arguments, "if_unused"))
+    return {"vhost": client.vhost, "name": name}
 
 
 def _exchange(vhost: VHost, name: str) -> Exchange:
@@ -149,42 +149,53 @@ def list_exchanges(context: CommandContext, arguments: dict[str, Any]) -> list[d
 # -- bindings -------------------------------------------------------------------------------------
 
 
-def _destination(vhost: VHost, context: CommandContext, arguments: dict[str, Any]) -> Destination:
+def _destination_kind(arguments: dict[str, Any]) -> str:
     kind = text(arguments, "destination_kind", "queue")
-    if kind == "queue":
-        return _queue(vhost, context, text(arguments, "destination"))
-    if kind == "exchange":
-        return _exchange(vhost, text(arguments, "destination"))
-    raise CommandError(f"destination_kind must be 'queue' or 'exchange', not '{kind}'")
+    if kind not in ("queue", "exchange"):
+        raise CommandError(f"destination_kind must be 'queue' or 'exchange', not '{kind}'")
+    return kind
 
 
 def add_binding(context: CommandContext, arguments: dict[str, Any]) -> dict[str, Any]:
     """Bind a queue (or exchange) to an exchange."""
-    vhost = context.target_vhost(arguments)
-    destination = _destination(vhost, context, arguments)
+    client = context.target_client(arguments)
+    kind = _destination_kind(arguments)
+    destination = text(arguments, "destination")
     exchange = text(arguments, "exchange")
     key = text(arguments, "routing_key", "")
-    vhost.bind(exchange, destination, key, table(arguments, "arguments"), 50, 20)
-    return {"exchange": exchange, "destination": destination.name, "routing_key": key}
+    binding_arguments = table(arguments, "arguments")
+    if kind == "queue":
+        client.bind_queue(destination, exchange, key, binding_arguments)
+    else:
+        client.bind_exchange(destination, exchange, key, binding_arguments)
+    return {"exchange": exchange, "destination": destination, "routing_key": key}
 
 
 def delete_binding(context: CommandContext, arguments: dict[str, Any]) -> dict[str, Any]:
     """Remove a binding (an error when there is no such binding)."""
     vhost = context.target_vhost(arguments)
-    destination = _destination(vhost, context, arguments)
+    client = context.target_client(arguments)
+    kind = _destination_kind(arguments)
+    destination = text(arguments, "destination")
     exchange = _exchange(vhost, text(arguments, "exchange"))
     key = text(arguments, "routing_key", "")
     binding_arguments = table(arguments, "arguments")
     if not any(
-        b.destination is destination and b.routing_key == key and b.arguments == binding_arguments
+        b.destination.kind == kind
+        and b.destination.name == destination
+        and b.routing_key == key
+        and b.arguments == binding_arguments
         for b in exchange.bindings()
     ):
         raise CommandError(
-            f"no binding from '{exchange.name}' to '{destination.name}' with key '{key}' "
+            f"no binding from '{exchange.name}' to '{destination}' with key '{key}' "
             f"in vhost '{vhost.name}'"
         )
-    vhost.unbind(exchange.name, destination, key, binding_arguments, 50, 50)
-    return {"exchange": exchange.name, "destination": destination.name, "routing_key": key}
+    if kind == "queue":
+        client.unbind_queue(destination, exchange.name, key, binding_arguments)
+    else:
+        client.unbind_exchange(destination, exchange.name, key, binding_arguments)
+    return {"exchange": exchange.name, "destination": destination, "routing_key": key}
 
 
 def list_bindings(context: CommandContext, arguments: dict[str, Any]) -> list[dict[str, Any]]:

@@ -18,16 +18,21 @@ from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 import pluggy
+import structlog
 
 from plugmq import hookspecs
 from plugmq.config import Config, ConfigError, OptionRegistry
+from plugmq.plugins.events import Events
 
 if TYPE_CHECKING:
+    from plugmq.admission import ConnectionInfo, ConnectionRefusal
     from plugmq.auth import Mechanism
     from plugmq.broker.exchange import Exchange
-    from plugmq.ha import HAStrategy
+    from plugmq.ha import HAStrategy, Role
     from plugmq.management.commands import Command
     from plugmq.store.base import Store
+
+log = structlog.get_logger("plugmq.plugins")
 
 ENTRY_POINT_GROUP = "plugmq.plugins"
 
@@ -64,6 +69,8 @@ class PluginManager:
         self._pm.add_hookspecs(hookspecs)
         self._info: dict[str, tuple[str, str]] = {}
         self.hook = self._pm.hook
+        #: The control-plane events (the only caller of the event hooks).
+        self.events = Events(self._pm)
 
     # -- loading -------------------------------------------------------------------------------
 
@@ -161,13 +168,20 @@ class PluginManager:
         self._info[name] = (version, source)
 
     def check(self) -> None:
-        """Fail when a plugin implements a hook that does not exist (a misspelt name)."""
+        """Fail when a plugin implements a hook that does not exist (a misspelt name), or
+        wraps an event hook."""
         try:
             self._pm.check_pending()
         except pluggy.PluginValidationError as error:
             raise PluginLoadError(
                 f"plugin '{self._pm.get_name(error.plugin)}' implements an unknown hook: {error}"
             ) from error
+        wrappers = self.events.check()
+        if wrappers:
+            raise PluginLoadError(
+                f"event hooks cannot be wrappers (each plugin is called on its own): "
+                f"{', '.join(wrappers)}"
+            )
 
     # -- introspection -------------------------------------------------------------------------
 
@@ -210,6 +224,21 @@ class PluginManager:
         """Management commands by name; a name registered twice is an error naming both."""
         return self._registry(self.hook.plugmq_management_commands, "name", "management command")
 
+    def cli_commands(self, admin: Any) -> list[tuple[str, Any]]:
+        """Plugins' ``plugmq NAME`` command groups; a name registered twice is an error."""
+        groups: list[tuple[str, Any]] = []
+        owners: dict[str, str] = {}
+        for impl in reversed(self.hook.plugmq_cli_commands.get_hookimpls()):
+            for name, app in impl.function(admin=admin) or ():
+                if name in owners:
+                    raise ConfigError(
+                        f"command group '{name}' is registered by both {owners[name]} and "
+                        f"{impl.plugin_name}"
+                    )
+                owners[name] = impl.plugin_name
+                groups.append((name, app))
+        return groups
+
     def _registry(self, hook: Any, attribute: str, what: str) -> dict[str, Any]:
         registry: dict[str, Any] = {}
         owners: dict[str, str] = {}
@@ -239,8 +268,17 @@ class PluginManager:
         return store
 
     def ha_strategy(self, config: Config) -> HAStrategy:
-        """The HA strategy chosen by the first plugin that returns one."""
-        return self.hook.plugmq_ha_strategy(config=config)
+        """The HA strategy chosen by the first plugin that returns one.
+
+        Raises :class:`ConfigError` when no loaded plugin provides the ``--ha`` mode asked for.
+        """
+        strategy = self.hook.plugmq_ha_strategy(config=config)
+        if strategy is None:
+            raise ConfigError(
+                f"no loaded plugin provides HA mode '{config.get('ha')}' (install/load its "
+                "plugin, e.g. --load-module ha_sharedfs, or use --ha standalone)"
+            )
+        return strategy
 
     def listeners(self, config: Config) -> list[Any]:
         """Every transport's listener factories, in hook-call order."""
@@ -249,6 +287,35 @@ class PluginManager:
     def services(self, broker: Any) -> list[Any]:
         """Every plugin's long-running services."""
         return flatten(self.hook.plugmq_services(broker=broker))
+
+    def server_properties(self, broker: Any) -> list[dict[str, Any]]:
+        """Every plugin's additions to connection.start's server-properties (copies)."""
+        return [dict(extra) for extra in self.hook.plugmq_server_properties(broker=broker) if extra]
+
+    def connection_check(self, broker: Any, info: ConnectionInfo) -> ConnectionRefusal | None:
+        """The first plugin's refusal of a new connection, or None."""
+        return self.hook.plugmq_connection_check(broker=broker, connection=info)
+
+    def broker_started(self, broker: Any) -> None:
+        """Tell plugins the broker serves (every promotion)."""
+        self._notify("plugmq_broker_started", broker=broker)
+
+    def broker_stopping(self, broker: Any) -> None:
+        """Tell plugins a master stops serving (shutdown or fenced)."""
+        self._notify("plugmq_broker_stopping", broker=broker)
+
+    def role_changed(self, broker: Any, old: Role, new: Role) -> None:
+        """Tell plugins the broker's HA role changed."""
+        self._notify("plugmq_role_changed", broker=broker, old=old, new=new)
+
+    def _notify(self, hook_name: str, **kwargs: Any) -> None:
+        """Call a notification hook's implementations one by one; one failing is logged and
+        does not keep the others (or the broker's change) from happening."""
+        for impl in reversed(getattr(self.hook, hook_name).get_hookimpls()):
+            try:
+                impl.function(**{name: kwargs[name] for name in impl.argnames})
+            except Exception:
+                log.exception("plugin_hook_failed", hook=hook_name, plugin=impl.plugin_name)
 
     def dialer_for(self, scheme: str) -> Any:
         """A transport dialer for URL ``scheme`` or None."""

@@ -1,6 +1,6 @@
 """The store contract (records and the :class:`Store` protocol) and the in-memory default."""
 
-from plugmq.store.base import Store, StoreError
+from plugmq.store.base import NotReplicated, Store, StoreError
 from plugmq.store.records import (
     BindingAdded,
     BindingRemoved,
@@ -25,6 +25,7 @@ __all__ = [
     "ExchangeDeleted",
     "MessageEnqueued",
     "MessageRemoved",
+    "NotReplicated",
     "QueueDeclared",
     "QueueDeleted",
     "QueuePurged",

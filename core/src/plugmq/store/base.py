@@ -32,6 +32,16 @@ class StoreError(Exception):
     """
 
 
+class NotReplicated(Exception):  # an outcome the broker handles, not a crash
+    """Raised by :meth:`Store.apply` when the batch is durable locally but not replicated.
+
+    A replicating store (Berkeley DB's replication manager with quorum acks) raises it when the
+    acknowledgements did not arrive: the broker keeps running and nacks those publishes instead
+    of confirming them (the records stay in the local store; a later replica sync may carry
+    them). The message says why, for the log.
+    """
+
+
 @runtime_checkable
 class Store(Protocol):
     """Persists journal records and rebuilds broker state from them."""
@@ -55,7 +65,11 @@ class Store(Protocol):
         """
 
     def apply(self, records: Sequence[Record]) -> None:
-        """Make ``records`` durable, in order, atomically as one batch (group commit)."""
+        """Make ``records`` durable, in order, atomically as one batch (group commit).
+
+        Raise :class:`NotReplicated` when the batch is on the local disk but the store's own
+        replication could not confirm it; any other exception stops the broker.
+        """
 
     def mark_delivered(self, vhost: str, queue: str, message_ids: Sequence[int]) -> None:
         """Remember that these messages were delivered (so recovery sets redelivered).
@@ -75,4 +89,8 @@ class Store(Protocol):
         """
 
     def close(self) -> None:
-        """Flush and close; a clean close (see the module docstring). Safe to call twice."""
+        """Flush and close; a clean close (see the module docstring). Safe to call twice.
+
+        Also called when the broker is fenced (mastership lost); the broker may then call
+        :meth:`open` again when it is promoted later, and recover from scratch.
+        """

@@ -23,9 +23,12 @@ def plugmq_add_options(options: OptionRegistry) -> None:
     options.add(
         "--interface",
         type=str,
-        default="0.0.0.0",
+        default="",
         group=GROUP,
-        help="Address to listen on ('' for every address, IPv4 and IPv6).",
+        help=(
+            "Address to listen on (default '': every IPv4 and IPv6 address, as RabbitMQ; "
+            "0.0.0.0 = IPv4 only, :: = IPv6 only)."
+        ),
     )
     options.add(
         "--tcp-backlog",

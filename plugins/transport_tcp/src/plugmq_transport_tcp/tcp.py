@@ -7,6 +7,7 @@ from collections.abc import Sequence
 
 import trio
 
+from plugmq_transport_tcp.bind import open_listeners
 from plugmq_transport_tcp.stream import TCPListener
 
 
@@ -21,15 +22,13 @@ class TCPListenerFactory:
         self.backlog = backlog
 
     async def open(self) -> Sequence[TCPListener]:
-        """Bind; raises OSError with the address when the port is taken.
+        """Bind (``''``: every IPv4 and IPv6 address, one port); OSError names the address.
 
         Accepted connections are :class:`~plugmq_transport_tcp.stream.TCPStream` objects, whose
         non-blocking fast path (:class:`plugmq.transport.DirectStream`) the broker uses.
         """
         try:
-            listeners = await trio.open_tcp_listeners(
-                self.port, host=self.host or None, backlog=self.backlog
-            )
+            listeners = await open_listeners(self.host, self.port, self.backlog)
         except OSError as error:
             raise OSError(
                 error.errno, f"cannot listen on {self.host or '*'}:{self.port}: {error.strerror}"

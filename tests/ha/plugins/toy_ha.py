@@ -1,0 +1,109 @@
+"""A toy HA strategy for the contract tests: signals move the broker between roles.
+
+Loaded with ``--load-module tests/ha/plugins/toy_ha.py --ha toy``. The broker starts as a
+standby that listens and refuses every client with a redirect naming ``--toy-master-url``;
+SIGUSR1 promotes it (epoch + 1), SIGUSR2 fences it (it keeps listening and redirecting), the
+way a lock or an election would. A master service logs when it starts and stops so the test
+can check that a second promotion does not start anything twice. Imports only the public
+contract.
+"""
+
+from __future__ import annotations
+
+import signal
+from typing import Any
+
+import structlog
+import trio
+
+from plugmq.api import (
+    BrokerAPI,
+    Config,
+    ConnectionInfo,
+    ConnectionRefusal,
+    OptionRegistry,
+    Role,
+    Service,
+    hookimpl,
+)
+
+log = structlog.get_logger("toy_ha")
+
+
+class ToyHA:
+    """Standby until SIGUSR1; SIGUSR2 fences; each promotion is a new epoch."""
+
+    name = "toy"
+
+    def __init__(self, master_url: str) -> None:
+        self.master_url = master_url
+        self.promotions = 0
+
+    async def run(self, broker: BrokerAPI, task_status: trio.TaskStatus[None]) -> None:
+        """Wait as a redirecting standby; follow the signals."""
+        with trio.open_signal_receiver(signal.SIGUSR1, signal.SIGUSR2) as signals:
+            await broker.become(Role.STANDBY)
+            await broker.serve_clients()
+            task_status.started()
+            async for signum in signals:
+                if signum == signal.SIGUSR1:
+                    self.promotions += 1
+                    await broker.promote(epoch=self.promotions)
+                else:
+                    await broker.fence("toy lock lost", keep_listening=True)
+                    await broker.serve_clients()
+
+    def describe(self) -> dict[str, Any]:
+        """The configured master URL."""
+        return {"master_url": self.master_url}
+
+
+@hookimpl
+def plugmq_add_options(options: OptionRegistry) -> None:
+    """The URL a standby names in its redirect."""
+    options.add("--toy-master-url", default="amqp://elsewhere:5672/", help="Toy HA redirect.")
+
+
+@hookimpl
+def plugmq_ha_strategy(config: Config) -> ToyHA | None:
+    """The toy strategy for ``--ha toy``."""
+    return ToyHA(config.toy_master_url) if config.ha == "toy" else None
+
+
+@hookimpl
+def plugmq_connection_check(broker: BrokerAPI, connection: ConnectionInfo) -> Any:
+    """A broker that is not master redirects clients to the master."""
+    if broker.role is not Role.MASTER:
+        master = broker.config.toy_master_url
+        return ConnectionRefusal(f"{broker.role.value}; the master is {master}")
+    return None
+
+
+@hookimpl
+def plugmq_server_properties(broker: BrokerAPI) -> dict[str, Any]:
+    """Advertise the group (what a failover client adds to its URL list)."""
+    return {
+        "cluster_urls": [broker.config.toy_master_url],
+        "capabilities": {"toy_ha": True},
+    }
+
+
+@hookimpl
+def plugmq_services(broker: BrokerAPI) -> list[Service]:
+    """A master service whose start and stop are logged (never started twice)."""
+
+    async def watch(task_status: trio.TaskStatus[None]) -> None:
+        log.info("toy_service_started", epoch=broker.epoch)
+        task_status.started()
+        try:
+            await trio.sleep_forever()
+        finally:
+            log.info("toy_service_stopped", epoch=broker.epoch)
+
+    return [watch]
+
+
+@hookimpl
+def plugmq_role_changed(broker: BrokerAPI, old: Role, new: Role) -> None:
+    """Log every role change with the broker's view of it."""
+    log.info("toy_role_changed", old=old.value, new=new.value, active=broker.active.is_set())
