@@ -159,7 +159,7 @@ class Broker:
                 await self.stopped.wait()
                 self.stop_serving()
                 if self.role is Role.MASTER:
-                    self.plugins.broker_stopping(self)
+                    self.plugins.events.broker_stopping(self)
                 await self._close_connections("broker shutdown")
                 if self.role is Role.MASTER:
                     with trio.CancelScope(shield=True), trio.move_on_after(10):
@@ -264,7 +264,7 @@ class Broker:
             epoch=self.epoch,
             plugins=self.plugins.names(),
         )
-        self.plugins.broker_started(self)
+        self.plugins.events.broker_started(self)
         self._role_entered(previous)
 
     async def fence(self, reason: str, *, keep_listening: bool = False) -> None:
@@ -283,7 +283,7 @@ class Broker:
         log.warning("broker_fenced", reason=reason, epoch=self.epoch)
         if not keep_listening:
             self.stop_serving()
-        self.plugins.broker_stopping(self)
+        self.plugins.events.broker_stopping(self)
         await self._close_connections(reason)
         await self._enter_role(Role.FENCED)
         with trio.CancelScope(shield=True):
@@ -304,7 +304,7 @@ class Broker:
         """The new role is complete: let the runner go on, tell plugins."""
         self._first_role.set()
         if previous is not self.role:
-            self.plugins.role_changed(self, previous, self.role)
+            self.plugins.events.role_changed(self, previous, self.role)
 
     async def start_service(self, service: Service) -> None:
         """Run ``service`` until the broker's role next changes (a standby's lock watcher)."""
