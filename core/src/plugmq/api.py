@@ -85,6 +85,12 @@ class BrokerAPI(Protocol):
     def stop_serving(self) -> None:
         """Close the listeners."""
 
+    def block_publishers(self, name: str, reason: str) -> None:
+        """Block publishers (connection.blocked) for a plugin's reason until unblocked."""
+
+    def unblock_publishers(self, name: str) -> None:
+        """Withdraw that reason."""
+
     def settings(self, namespace: str) -> PluginSettings:
         """The plugin's persistent settings (journaled, back at recovery)."""
 

@@ -311,6 +311,15 @@ class Broker:
         assert self._role_scope is not None, "no role yet"
         await self._role_scope.start(service)
 
+    def block_publishers(self, name: str, reason: str) -> None:
+        """Block every publisher (connection.blocked with ``reason``, as the memory alarm
+        does) until :meth:`unblock_publishers` ``name``: an HA master below its quorum."""
+        self.memory.block(name, reason)
+
+    def unblock_publishers(self, name: str) -> None:
+        """Withdraw ``name``'s reason to block publishers."""
+        self.memory.unblock(name)
+
     def add_durability_gate(self, gate: DurabilityGate) -> None:
         """Hold confirms until ``gate`` releases records, in this and every later mastership
         (the replication seam, see :class:`plugmq.journal.DurabilityGate`)."""
