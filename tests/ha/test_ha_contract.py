@@ -100,6 +100,9 @@ def test_promotion_recovers_and_fencing_stops_everything(toy_broker: BrokerProce
     connection.close()
 
     events = toy_broker.events()
+    # The standby's own service ran until the first promotion ended the standby role.
+    assert _count(events, "toy_standby_service_started") == 1
+    assert _count(events, "toy_standby_service_stopped") == 1
     assert _count(events, "toy_service_started") == 2
     assert _count(events, "toy_service_stopped") == 1
     actives = [e for e in events if e.get("event") == "broker_active"]
