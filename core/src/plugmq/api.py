@@ -63,6 +63,8 @@ class BrokerAPI(Protocol):
     #: The journal: ``when_durable(seq, callback)``, ``last_seq``, ``durable_seq``,
     #: ``release``/``fail`` for durability gates.
     journal: Journal
+    #: The store (a replicated HA strategy drives the replication mode of its own store).
+    store: Store
 
     async def promote(self, epoch: int | None = None) -> None:
         """Become master (HA strategies only)."""

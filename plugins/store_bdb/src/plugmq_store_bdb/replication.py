@@ -60,6 +60,8 @@ class Replicator:
 
     def __init__(self, settings: ReplicationSettings) -> None:
         self.settings = settings
+        #: The other sites to contact (an HA plugin may add the ones it discovered before open).
+        self.peers: tuple[tuple[str, int], ...] = settings.peers
         self.role = "none"  # "client" or "master" once started
         self._local = threading.local()
         self._lock = threading.Lock()
@@ -76,7 +78,7 @@ class Replicator:
         site = env.repmgr_site(host, port)
         site.set_config(db.DB_LOCAL_SITE, True)
         site.close()
-        for peer_host, peer_port in self.settings.peers:
+        for peer_host, peer_port in self.peers:
             peer = env.repmgr_site(peer_host, peer_port)
             peer.set_config(db.DB_BOOTSTRAP_HELPER, True)
             peer.close()

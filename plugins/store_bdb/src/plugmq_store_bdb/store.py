@@ -167,7 +167,7 @@ class BDBStore:
         env = self._environment()
         try:
             replicator.start_master(env)
-            self._dbs = environment.open_databases(env, self.home)
+            self._dbs = self._open_databases_retrying(env)
             self._check_format()
         except db.DBError as error:
             raise environment.corrupt(self.home, environment.describe(error)) from None
@@ -176,6 +176,17 @@ class BDBStore:
         # Replicas get delivery marks without waiting for them: count this as unclean.
         self._redelivered_below = math.inf
         self._marks_complete = False
+
+    def _open_databases_retrying(self, env: db.DBEnv) -> Databases:
+        """Open the databases; replication's own threads may still hold locks (deadlock)."""
+        for _ in range(_DEADLOCK_RETRIES):
+            try:
+                return environment.open_databases(env, self.home)
+            except StoreError as error:
+                if "DEADLOCK" not in str(error):
+                    raise
+                time.sleep(0.05)
+        raise StoreError(f"the Berkeley DB store in {self.home} kept deadlocking at promotion")
 
     def position(self) -> tuple[int, int]:
         """The end of this site's log (identical LSNs on every site of a group)."""

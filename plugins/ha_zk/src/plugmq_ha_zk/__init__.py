@@ -1,0 +1,1 @@
+"""plugmq-ha-zk: ZooKeeper master election and Berkeley DB replication with a quorum."""
