@@ -159,7 +159,8 @@ def test_kill_master_under_confirmed_publishers_and_acking_consumers(group: HAGr
     missing = ledger.confirmed - set(left) - set(ledger.acked)
     assert not missing, f"confirmed messages lost: {sorted(missing)[:20]} ({len(missing)})"
     returned = [
-        m for m in set(left) & set(ledger.acked)
+        m
+        for m in set(left) & set(ledger.acked)
         if all(ledger.acked[m] < kill - ACK_SETTLE for kill in kill_times if kill > ledger.acked[m])
         and any(kill > ledger.acked[m] for kill in kill_times)
     ]
