@@ -323,6 +323,11 @@ class ZKStrategy:
             task_status.started()
             try:
                 while True:
+                    if store.replicator.demoted.is_set():
+                        # A paused old master resumed and talked to us as master: we hold the
+                        # ZooKeeper mastership (it is fenced on its lost session), so reclaim.
+                        log.warning("ha_zk.reclaiming_replication_master", epoch=epoch)
+                        await trio.to_thread.run_sync(store.reclaim_master)
                     sites = await trio.to_thread.run_sync(store.replication_sites)
                     connected = 1 + sum(1 for s in sites if s["connected"])
                     below = connected < strategy.settings.quorum
@@ -338,7 +343,7 @@ class ZKStrategy:
                         log.info("ha_zk.quorum_back", connected=connected, epoch=epoch)
                     blocked = below
                     await strategy._publish_master(store, epoch, sites)
-                    await trio.sleep(0.5)
+                    await trio.sleep(0.2)
             finally:
                 broker.unblock_publishers(BLOCK_NAME)
 

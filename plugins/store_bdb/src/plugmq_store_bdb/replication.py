@@ -69,6 +69,10 @@ class Replicator:
         self.caught_up = threading.Event()
         self.perm_failures = 0
         self.last_event = ""
+        #: Set when Berkeley DB demoted this master to client because another master talked to
+        #: it (DUPMASTER: a paused old master resuming). The HA plugin decides who is master:
+        #: it calls :meth:`start_master` again if it still holds the mastership.
+        self.demoted = threading.Event()
 
     # --- before open ---------------------------------------------------------------------------
 
@@ -112,6 +116,7 @@ class Replicator:
     def start_master(self, env: db.DBEnv) -> None:
         """Become the group's master (the HA plugin won the election)."""
         # With elections off, repmgr_start may be called again to change the role.
+        self.demoted.clear()
         env.repmgr_start(self.settings.threads, db.DB_REP_MASTER)
         self.role = "master"
 
@@ -137,6 +142,8 @@ class Replicator:
             return  # fires per transaction below quorum: not worth a log line each
         if event == db.DB_EVENT_REP_STARTUPDONE:
             self.caught_up.set()
+        elif event == db.DB_EVENT_REP_DUPMASTER:
+            self.demoted.set()
         self.last_event = name
         if self.settings.on_event is not None:
             self.settings.on_event(name, info)

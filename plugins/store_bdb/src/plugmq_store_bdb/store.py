@@ -177,6 +177,10 @@ class BDBStore:
         self._redelivered_below = math.inf
         self._marks_complete = False
 
+    def reclaim_master(self) -> None:
+        """Be the replication master again after Berkeley DB demoted us (DUPMASTER)."""
+        self._replication().start_master(self._environment())
+
     def _open_databases_retrying(self, env: db.DBEnv) -> Databases:
         """Open the databases; replication's own threads may still hold locks (deadlock)."""
         for _ in range(_DEADLOCK_RETRIES):
@@ -360,6 +364,10 @@ class BDBStore:
         except (db.DBError, MemoryError) as error:
             # MemoryError: Berkeley DB's ENOMEM, e.g. a lock table too small for the batch
             txn.abort()
+            if self.replicator is not None and self.replicator.demoted.is_set():
+                raise NotReplicated(
+                    "Berkeley DB demoted this master (another master appeared); not written"
+                ) from None
             raise StoreError(
                 f"cannot write to the Berkeley DB store in {self.home}: "
                 f"{environment.describe(error)} (the batch was not applied)"
