@@ -9,6 +9,8 @@ SYSTEM_PACKAGES=(libdb5.3-dev)
 if [[ "${PLUGMQ_TEST_DEPS:-0}" == 1 ]]; then
     # The client is tested against RabbitMQ too (the dialect's reference implementation).
     SYSTEM_PACKAGES+=(rabbitmq-server)
+    # ZooKeeper for the ha_zk tests (started by the tests with java, never as a service).
+    SYSTEM_PACKAGES+=(zookeeper)
     # Debian's pyverbs (the PyPI one needs a newer rdma-core): the host-side RDMA probe test.
     SYSTEM_PACKAGES+=(python3-pyverbs)
 fi
