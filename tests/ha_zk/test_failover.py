@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 import pika
 import pytest
 from pika.exceptions import AMQPError
+from support.admin_cli import cli_json
 from support.zk_group import HAGroup
 
 ROUNDS = int(os.environ.get("HAZK_ROUNDS", "3"))
@@ -127,6 +128,7 @@ def _masters_confirming(group: HAGroup) -> list[int]:
     return serving
 
 
+@pytest.mark.timeout(60 + 30 * ROUNDS)
 def test_kill_master_under_confirmed_publishers_and_acking_consumers(group: HAGroup) -> None:
     rng = random.Random(SEED)
     ledger = Ledger()
@@ -247,3 +249,24 @@ def test_paused_master_never_confirms_after_a_new_master_was_elected(group: HAGr
         raise AssertionError("the new master never confirmed again")
     fresh.close()
     assert set(_drain(group.brokers[new].url)) == {1, 2, 3}
+
+
+def test_stat_ha_shows_epoch_quorum_and_replicas_with_their_lag(group: HAGroup) -> None:
+    group.start()
+    master = group.master()
+    url = group.brokers[master].url
+    deadline = time.monotonic() + 30
+    while True:
+        [row] = cli_json(url, "stat", "ha")
+        details = row["details"]
+        if len(details["members"]) == 2 or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert (row["role"], row["epoch"], row["mode"]) == ("master", 1, "zookeeper")
+    assert details["quorum"] == 2 and details["replicas"] == 3
+    assert details["zk_path"] == group.zk_path
+    assert details["master"]["url"] == f"amqp://127.0.0.1:{group.brokers[master].port}/"
+    assert len(details["members"]) == 2
+    for member in details["members"]:
+        assert member["connected"] is True
+        assert member["lag_bytes"] is not None and member["lag_bytes"] >= 0

@@ -27,6 +27,7 @@ class HAGroup:
         replicas: int | None = None,
         extra: tuple[str, ...] = (),
     ) -> None:
+        self.zk_path = zk_path
         self.brokers: list[BrokerProcess] = []
         for index in range(size):
             self.brokers.append(
