@@ -270,3 +270,28 @@ def test_stat_ha_shows_epoch_quorum_and_replicas_with_their_lag(group: HAGroup) 
     for member in details["members"]:
         assert member["connected"] is True
         assert member["lag_bytes"] is not None and member["lag_bytes"] >= 0
+
+
+def test_kill_one_replica_keeps_confirming_and_it_catches_up_on_return(group: HAGroup) -> None:
+    group.start()
+    master = group.master()
+    url = group.brokers[master].url
+    _declare(url)
+    replica = next(i for i in range(3) if i != master)
+    group.brokers[replica].kill()
+    connection = _connect(url)
+    channel = connection.channel()
+    channel.confirm_delivery()
+    for number in range(2000):  # 2 of 3 are up: every publish is confirmed
+        channel.basic_publish(
+            "", QUEUE, str(number).encode(), pika.BasicProperties(delivery_mode=2)
+        )
+    connection.close()
+    assert not [e for e in group.brokers[master].events() if e["event"] == "ha_zk.below_quorum"]
+    group.brokers[replica].start(ready_event="broker_listening")
+    caught_up = group.brokers[replica].wait_event("ha_zk.caught_up", timeout=60)
+    assert caught_up["epoch"] == 1
+    # The returned replica holds the messages: make it master (kill the master) and count.
+    group.brokers[master].kill()
+    new = group.master(among=tuple(i for i in range(3) if i != master))
+    assert sorted(_drain(group.brokers[new].url)) == list(range(2000))

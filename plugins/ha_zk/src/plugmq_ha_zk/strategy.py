@@ -353,6 +353,9 @@ class ZKStrategy:
         """Keep the master node's position (replicas log their lag against it) and status."""
         mine = await self._position(store)
         payload = {**self._payload(mine), "epoch": epoch}
+        self.status.master = Master(
+            payload["id"], epoch, self.status.url, payload["replication"], mine
+        )
         try:
             await self.session.call(
                 self.session.client.set,
