@@ -225,6 +225,8 @@ class BDBStore:
                 self._env.close()
             self._env = None
             log.info("bdb.closed", path=str(self.home))
+        if self.replicator is not None:
+            self.replicator.role = "none"  # a closed environment has no replication role
         self._lock.release()
 
     def _check_format(self) -> bool:
