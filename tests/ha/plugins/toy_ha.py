@@ -6,11 +6,19 @@ SIGUSR1 promotes it (epoch + 1), SIGUSR2 fences it (it keeps listening and redir
 way a lock or an election would. A master service logs when it starts and stops so the test
 can check that a second promotion does not start anything twice. Imports only the public
 contract.
+
+For failover groups (tests/support/failover_group.py) ``--toy-group-file PATH`` names a JSON
+file ``{"master": URL, "members": [URL, ...]}`` that the test harness rewrites as it starts
+members and moves mastership: a standby then redirects to its ``master`` and the master
+advertises its ``members`` as ``cluster_urls``. The file is read per connection (a toy: a real
+strategy knows the group from its lock or election).
 """
 
 from __future__ import annotations
 
+import json
 import signal
+from pathlib import Path
 from typing import Any
 
 import structlog
@@ -62,6 +70,15 @@ class ToyHA:
 def plugmq_add_options(options: OptionRegistry) -> None:
     """The URL a standby names in its redirect."""
     options.add("--toy-master-url", default="amqp://elsewhere:5672/", help="Toy HA redirect.")
+    options.add("--toy-group-file", default="", help="Toy HA group file (master, members).")
+
+
+def _group(config: Config) -> tuple[str, list[str]]:
+    """The master URL and the group's member URLs (from the group file when one is given)."""
+    if not config.toy_group_file:
+        return config.toy_master_url, [config.toy_master_url]
+    group = json.loads(Path(config.toy_group_file).read_text())
+    return group["master"], list(group["members"])
 
 
 @hookimpl
@@ -74,16 +91,17 @@ def plugmq_ha_strategy(config: Config) -> ToyHA | None:
 def plugmq_connection_check(broker: BrokerAPI, connection: ConnectionInfo) -> Any:
     """A broker that is not master redirects clients to the master."""
     if broker.role is not Role.MASTER:
-        master = broker.config.toy_master_url
-        return ConnectionRefusal(f"{broker.role.value}; the master is {master}")
+        master, _ = _group(broker.config)
+        return ConnectionRefusal.redirect(broker.role.value, master)
     return None
 
 
 @hookimpl
 def plugmq_server_properties(broker: BrokerAPI) -> dict[str, Any]:
     """Advertise the group (what a failover client adds to its URL list)."""
+    _, members = _group(broker.config)
     return {
-        "cluster_urls": [broker.config.toy_master_url],
+        "cluster_urls": members,
         "capabilities": {"toy_ha": True},
     }
 

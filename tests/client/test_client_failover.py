@@ -1,0 +1,128 @@
+"""Server-driven failover of plugmq.client against a real toy-HA group (docs/failover.md).
+
+Three broker processes under tests/ha/plugins/toy_ha.py share one data directory; only the
+master opens it. Standbys refuse clients with a close naming the master, the master lists the
+group in its ``cluster_urls`` server property. Checked: a client given only a standby reaches
+the master in one round and learns the group; a redirect naming a broker already tried does not
+loop; a client given only the first member's URL survives two kill -9 takeovers under a
+confirmed publisher and an acking consumer, with the invariant ledger checked at the end.
+"""
+
+from __future__ import annotations
+
+import trio
+from support.failover_group import FailoverGroup
+from support.ledger import Ledger
+
+from plugmq.client import ClientConnection, ConnectionClosed, ConnectionFailed, connect
+
+TIMEOUT = 60
+QUEUE = "failover-jobs"
+PERSISTENT = {"delivery_mode": 2}
+
+
+async def test_standby_redirects_at_once_and_master_advertises_group(
+    toy_group: FailoverGroup,
+) -> None:
+    standby = toy_group.members[1]
+    master = toy_group.master
+    assert master is not None
+    with trio.fail_after(TIMEOUT):
+        # One URL and a reconnect delay far beyond the deadline: only the redirect gets there.
+        async with connect(standby.url, reconnect=True, reconnect_delay=600) as conn:
+            assert conn.url.port == master.port
+            # the URL given, the master it redirected to, then the member learned from it
+            learned = toy_group.members[2]
+            assert [url.port for url in conn.urls] == [standby.port, master.port, learned.port]
+            assert {(url.username, url.password, url.vhost) for url in conn.urls} == {
+                ("guest", "guest", "/")
+            }
+    refused = standby.wait_event("connection_refused", consume=False)
+    assert refused["code"] == 320
+
+
+async def test_redirect_to_a_broker_already_tried_does_not_loop(
+    toy_group: FailoverGroup,
+) -> None:
+    standby = toy_group.members[2]
+    toy_group.mode._write(master=f"amqp://127.0.0.1:{standby.port}/", members=[])  # names itself
+    with trio.fail_after(TIMEOUT):
+        try:
+            async with connect(standby.url):
+                raise AssertionError("a standby accepted the connection")
+        except ConnectionFailed as failed:
+            assert len(failed.errors) == 1
+            assert "the master is amqp://127.0.0.1" in str(failed.errors[0][1])
+
+
+async def _publisher(conn: ClientConnection, ledger: Ledger, count: int) -> None:
+    """Publish ``count`` persistent messages, each until confirmed (republish on failover)."""
+    number = 0
+    while number < count:
+        try:
+            async with conn.channel() as channel:
+                await channel.queue_declare(QUEUE, durable=True)
+                await channel.confirm_select()
+                while number < count:
+                    message_id = f"m{number}"
+                    ledger.publish(message_id)
+                    properties = {**PERSISTENT, "message_id": message_id}
+                    await channel.publish_confirmed("", QUEUE, message_id.encode(), properties)
+                    ledger.confirm(message_id)
+                    number += 1
+        except ConnectionClosed:
+            await conn.wait_connected()
+
+
+async def _consumer(conn: ClientConnection, ledger: Ledger) -> None:
+    """Consume and ack forever, resuming after every failover."""
+    while True:
+        try:
+            async with conn.channel() as channel:
+                await channel.queue_declare(QUEUE, durable=True)
+                async with channel.consume(QUEUE, prefetch=20) as consumer:
+                    async for message in consumer:
+                        message_id = message.properties.message_id
+                        ledger.deliver(message_id)
+                        await message.ack()
+                        ledger.ack(message_id)
+        except ConnectionClosed:
+            await conn.wait_connected()
+
+
+async def _wait_confirmed(ledger: Ledger, count: int) -> None:
+    while ledger.confirmed_count < count:
+        await trio.sleep(0.02)
+
+
+async def test_client_given_one_url_survives_two_master_kills(toy_group: FailoverGroup) -> None:
+    ledger = toy_group.ledger
+    assert ledger is not None
+    options = {"reconnect": True, "reconnect_delay": 0.1, "reconnect_max_delay": 0.5}
+    first = toy_group.members[0].url
+    with trio.fail_after(TIMEOUT * 2):
+        async with (
+            connect(first, **options) as publishing,
+            connect(first, **options) as consuming,
+            trio.open_nursery() as nursery,
+        ):
+            nursery.start_soon(_consumer, consuming, ledger)
+            publisher_done = trio.Event()
+
+            async def publish() -> None:
+                await _publisher(publishing, ledger, 300)
+                publisher_done.set()
+
+            nursery.start_soon(publish)
+            for threshold in (60, 160):
+                await _wait_confirmed(ledger, threshold)
+                await trio.to_thread.run_sync(toy_group.kill_master)
+            await publisher_done.wait()
+            while not ledger.delivered_all_confirmed():
+                await trio.sleep(0.05)
+            nursery.cancel_scope.cancel()
+            assert publishing.url.port == toy_group.master.port
+    report = ledger.check()
+    assert report.confirmed == 300
+    assert toy_group.takeovers == 2
+    assert toy_group.masters_alive() == [toy_group.master]

@@ -1,0 +1,120 @@
+"""The invariant ledger of fault tests (design.md "Fault testing").
+
+Publishers and consumers of a test (any client library, any thread) record what happened to
+each message id; :meth:`Ledger.check` then asserts the guarantees a broker group gives across
+kills and takeovers:
+
+* every **confirmed** publish is delivered at least once (a confirm is the broker's promise);
+* nothing **acked** comes back: a message delivered after its ack was *settled* is a violation.
+  An ack travels to the broker without an answer in AMQP 0-9-1, and the broker writes the
+  removal with its next journal batch, so an ack sent just before a kill -9 may be lost and the
+  message redelivered (at-least-once, the client dedups). An ack counts as settled once it is
+  older than :data:`ACK_SETTLE_SECONDS` at the next fault (:meth:`Ledger.fault`), or when no
+  fault followed it at all; redeliveries of unsettled acks are counted, not failed;
+* no duplicate delivery, where the test promises dedup (``check(duplicates_allowed=False)``).
+
+The ledger is thread-safe; ids are strings (the AMQP ``message_id`` the publisher set).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+
+#: How long a sent ack may take to reach the broker's disk: the journal gathers for 10 ms and
+#: then writes one batch; a busy 2-core CI machine is allowed two hundred times that.
+ACK_SETTLE_SECONDS = 2.0
+
+
+@dataclass
+class LedgerReport:
+    """What :meth:`Ledger.check` found (also useful to print in a passing test)."""
+
+    published: int
+    confirmed: int
+    delivered: int
+    redelivered_unsettled: int
+    lost: list[str] = field(default_factory=list)
+    acked_came_back: list[str] = field(default_factory=list)
+    duplicates: list[str] = field(default_factory=list)
+
+
+class Ledger:
+    """Confirmed publishes, deliveries and acks of one test, checked against each other."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.published: set[str] = set()
+        self.confirmed: set[str] = set()
+        self.deliveries: Counter[str] = Counter()
+        self._acked_at: dict[str, float] = {}
+        self._faults: list[float] = []
+        self._came_back: list[tuple[str, float]] = []
+
+    def publish(self, message_id: str) -> None:
+        """``message_id`` was sent (perhaps again, after a failover)."""
+        with self._lock:
+            self.published.add(message_id)
+
+    def confirm(self, message_id: str) -> None:
+        """The broker confirmed ``message_id`` (basic.ack in confirm mode)."""
+        with self._lock:
+            self.confirmed.add(message_id)
+
+    def deliver(self, message_id: str) -> None:
+        """A consumer received ``message_id``; remembered if it had been acked before."""
+        with self._lock:
+            self.deliveries[message_id] += 1
+            acked_at = self._acked_at.get(message_id)
+            if acked_at is not None:
+                self._came_back.append((message_id, acked_at))
+
+    def ack(self, message_id: str) -> None:
+        """A consumer sent basic.ack for ``message_id``."""
+        with self._lock:
+            self._acked_at.setdefault(message_id, time.monotonic())
+
+    def fault(self) -> None:
+        """A fault (kill -9, fence) happens now: acks sent shortly before may be lost."""
+        with self._lock:
+            self._faults.append(time.monotonic())
+
+    @property
+    def confirmed_count(self) -> int:
+        """How many distinct ids are confirmed."""
+        with self._lock:
+            return len(self.confirmed)
+
+    def delivered_all_confirmed(self) -> bool:
+        """True once every confirmed id was delivered (a test's drain condition)."""
+        with self._lock:
+            return self.confirmed <= self.deliveries.keys()
+
+    def _settled(self, acked_at: float) -> bool:
+        following = [fault for fault in self._faults if fault >= acked_at]
+        return not following or following[0] - acked_at > ACK_SETTLE_SECONDS
+
+    def report(self) -> LedgerReport:
+        """Compare what was confirmed, delivered and acked."""
+        with self._lock:
+            back = [(mid, at) for mid, at in self._came_back]
+            return LedgerReport(
+                published=len(self.published),
+                confirmed=len(self.confirmed),
+                delivered=len(self.deliveries),
+                redelivered_unsettled=sum(1 for _, at in back if not self._settled(at)),
+                lost=sorted(self.confirmed - self.deliveries.keys()),
+                acked_came_back=sorted({mid for mid, at in back if self._settled(at)}),
+                duplicates=sorted(mid for mid, n in self.deliveries.items() if n > 1),
+            )
+
+    def check(self, *, duplicates_allowed: bool = True) -> LedgerReport:
+        """Assert the invariants (module docstring); return the report."""
+        report = self.report()
+        assert not report.lost, f"{len(report.lost)} confirmed never delivered: {report.lost[:10]}"
+        assert not report.acked_came_back, f"settled acks came back: {report.acked_came_back[:10]}"
+        if not duplicates_allowed:
+            assert not report.duplicates, f"duplicates: {report.duplicates[:10]}"
+        return report
