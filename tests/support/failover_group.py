@@ -96,6 +96,8 @@ class FailoverGroup:
         order = self.members[dead + 1 :] + self.members[:dead]
         self.master = self.mode.elect(self, [member for member in order if member.alive])
         self.takeovers += 1
+        if self.ledger is not None:
+            self.ledger.recovered()
         return self.master
 
     def restart_dead(self) -> None:

@@ -8,9 +8,11 @@ kills and takeovers:
 * nothing **acked** comes back: a message delivered after its ack was *settled* is a violation.
   An ack travels to the broker without an answer in AMQP 0-9-1, and the broker writes the
   removal with its next journal batch, so an ack sent just before a kill -9 may be lost and the
-  message redelivered (at-least-once, the client dedups). An ack counts as settled once it is
-  older than :data:`ACK_SETTLE_SECONDS` at the next fault (:meth:`Ledger.fault`), or when no
-  fault followed it at all; redeliveries of unsettled acks are counted, not failed;
+  message redelivered (at-least-once, the client dedups), and a client library may take an ack
+  on a connection whose broker just died without a word. So an ack is *unsettled* when it was
+  sent during a fault window (from :data:`ACK_SETTLE_SECONDS` before :meth:`Ledger.fault` to
+  as long after :meth:`Ledger.recovered`), and settled otherwise; redeliveries of unsettled
+  acks are counted, not failed;
 * no duplicate delivery, where the test promises dedup (``check(duplicates_allowed=False)``).
 
 The ledger is thread-safe; ids are strings (the AMQP ``message_id`` the publisher set).
@@ -50,7 +52,7 @@ class Ledger:
         self.confirmed: set[str] = set()
         self.deliveries: Counter[str] = Counter()
         self._acked_at: dict[str, float] = {}
-        self._faults: list[float] = []
+        self._faults: list[tuple[float, float]] = []
         self._came_back: list[tuple[str, float]] = []
 
     def publish(self, message_id: str) -> None:
@@ -77,9 +79,15 @@ class Ledger:
             self._acked_at.setdefault(message_id, time.monotonic())
 
     def fault(self) -> None:
-        """A fault (kill -9, fence) happens now: acks sent shortly before may be lost."""
+        """A fault (kill -9, fence) begins now: acks sent shortly before may be lost."""
         with self._lock:
-            self._faults.append(time.monotonic())
+            self._faults.append((time.monotonic(), float("inf")))
+
+    def recovered(self) -> None:
+        """The fault that began last is over: a master serves again."""
+        with self._lock:
+            start, _ = self._faults[-1]
+            self._faults[-1] = (start, time.monotonic())
 
     @property
     def confirmed_count(self) -> int:
@@ -93,8 +101,10 @@ class Ledger:
             return self.confirmed <= self.deliveries.keys()
 
     def _settled(self, acked_at: float) -> bool:
-        following = [fault for fault in self._faults if fault >= acked_at]
-        return not following or following[0] - acked_at > ACK_SETTLE_SECONDS
+        return not any(
+            start - ACK_SETTLE_SECONDS <= acked_at <= end + ACK_SETTLE_SECONDS
+            for start, end in self._faults
+        )
 
     def report(self) -> LedgerReport:
         """Compare what was confirmed, delivered and acked."""

@@ -89,8 +89,12 @@ def plugmq_ha_strategy(config: Config) -> ToyHA | None:
 
 @hookimpl
 def plugmq_connection_check(broker: BrokerAPI, connection: ConnectionInfo) -> Any:
-    """A broker that is not master redirects clients to the master."""
-    if broker.role is not Role.MASTER:
+    """A broker that is not a serving master redirects clients to the master.
+
+    ``active`` rather than the role: a listening standby becomes master before its recovery
+    ends, and a client let in then would authenticate against users not yet recovered.
+    """
+    if not broker.active.is_set():
         master, _ = _group(broker.config)
         return ConnectionRefusal.redirect(broker.role.value, master)
     return None

@@ -1,0 +1,70 @@
+"""Drive a client library's publisher and consumer through master kills (thread-based clients).
+
+A test writes its application code as two functions, as it would without failover in mind
+beyond the library's own recipe: ``publish(stop)`` publishes message ids ``m0 .. m{total-1}``
+with confirms, recording each in the ledger (``publish`` when sent, ``confirm`` when
+confirmed), and returns; ``consume(stop)`` consumes and acks until ``stop`` is set, recording
+``deliver`` and ``ack``. :func:`run_through_kills` runs both in threads, kills the group's
+master each time the confirmed count reaches a threshold, waits until everything confirmed
+was delivered, and checks the ledger. An exception in either thread fails the test with it.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Sequence
+
+from support.failover_group import FailoverGroup
+from support.ledger import LedgerReport
+from support.polling import wait_for
+
+Worker = Callable[[threading.Event], None]
+
+
+def run_through_kills(
+    group: FailoverGroup,
+    publish: Worker,
+    consume: Worker,
+    total: int,
+    kill_at: Sequence[int],
+    timeout: float = 90.0,
+) -> LedgerReport:
+    """Run ``publish`` and ``consume`` while killing the master at each ``kill_at`` count."""
+    ledger = group.ledger
+    assert ledger is not None, "the group needs a ledger"
+    stop = threading.Event()
+    errors: list[BaseException] = []
+    threads = [
+        threading.Thread(target=_guarded, args=(worker, stop, errors), daemon=True)
+        for worker in (publish, consume)
+    ]
+    for thread in threads:
+        thread.start()
+    try:
+        for threshold in kill_at:
+            wait_for(lambda t=threshold: errors or ledger.confirmed_count >= t, timeout)
+            _raise_first(errors)
+            group.kill_master()
+        wait_for(lambda: errors or ledger.confirmed_count >= total, timeout)
+        _raise_first(errors)
+        wait_for(lambda: errors or ledger.delivered_all_confirmed(), timeout)
+        _raise_first(errors)
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(timeout)
+    assert not any(thread.is_alive() for thread in threads), "a client thread did not stop"
+    _raise_first(errors)
+    return ledger.check()
+
+
+def _guarded(worker: Worker, stop: threading.Event, errors: list[BaseException]) -> None:
+    try:
+        worker(stop)
+    except BaseException as error:  # handed to the test's thread, which raises it
+        errors.append(error)
+
+
+def _raise_first(errors: list[BaseException]) -> None:
+    if errors:
+        raise errors[0]
