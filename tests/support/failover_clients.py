@@ -29,7 +29,8 @@ def run_through_kills(
     kill_at: Sequence[int],
     timeout: float = 90.0,
 ) -> LedgerReport:
-    """Run ``publish`` and ``consume`` while killing the master at each ``kill_at`` count."""
+    """Run ``publish`` and ``consume`` while killing the master at each ``kill_at`` count;
+    check the ledger and return its report."""
     ledger = group.ledger
     assert ledger is not None, "the group needs a ledger"
     stop = threading.Event()

@@ -5,7 +5,11 @@ each message id; :meth:`Ledger.check` then asserts the guarantees a broker group
 kills and takeovers:
 
 * every **confirmed** publish is delivered at least once (a confirm is the broker's promise);
-* nothing **acked** comes back: a message delivered after its ack was *settled* is a violation.
+* nothing **acked** comes back: each publish puts one copy of an id in the queue, and a
+  publish in flight across a fault may have put one more (the broker stored it, the confirm
+  was lost, the client library published it again by itself, as kombu's ``retry`` does); each
+  *settled* ack takes one copy away for good. More settled acks of an id than copies of it
+  mean an acked copy came back.
   An ack travels to the broker without an answer in AMQP 0-9-1, and the broker writes the
   removal with its next journal batch, so an ack sent just before a kill -9 may be lost and the
   message redelivered (at-least-once, the client dedups), and a client library may take an ack
@@ -37,7 +41,8 @@ class LedgerReport:
     published: int
     confirmed: int
     delivered: int
-    redelivered_unsettled: int
+    #: Deliveries beyond the first of each id (republished, or redelivered after a lost ack).
+    redelivered: int
     lost: list[str] = field(default_factory=list)
     acked_came_back: list[str] = field(default_factory=list)
     duplicates: list[str] = field(default_factory=list)
@@ -48,35 +53,36 @@ class Ledger:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self.published: set[str] = set()
+        self.publishes: Counter[str] = Counter()
+        self._in_flight: dict[str, tuple[float, float]] = {}
         self.confirmed: set[str] = set()
         self.deliveries: Counter[str] = Counter()
-        self._acked_at: dict[str, float] = {}
+        self._acks: dict[str, list[float]] = {}
         self._faults: list[tuple[float, float]] = []
-        self._came_back: list[tuple[str, float]] = []
 
     def publish(self, message_id: str) -> None:
         """``message_id`` was sent (perhaps again, after a failover)."""
         with self._lock:
-            self.published.add(message_id)
+            self.publishes[message_id] += 1
+            self._in_flight.setdefault(message_id, (time.monotonic(), float("inf")))
 
     def confirm(self, message_id: str) -> None:
         """The broker confirmed ``message_id`` (basic.ack in confirm mode)."""
         with self._lock:
             self.confirmed.add(message_id)
+            sent, _ = self._in_flight.get(message_id, (0.0, 0.0))
+            self._in_flight[message_id] = (sent, time.monotonic())
 
     def deliver(self, message_id: str) -> None:
-        """A consumer received ``message_id``; remembered if it had been acked before."""
+        """A consumer received ``message_id``."""
         with self._lock:
             self.deliveries[message_id] += 1
-            acked_at = self._acked_at.get(message_id)
-            if acked_at is not None:
-                self._came_back.append((message_id, acked_at))
 
-    def ack(self, message_id: str) -> None:
-        """A consumer sent basic.ack for ``message_id``."""
+    def ack(self, message_id: str, at: float | None = None) -> None:
+        """A consumer sent basic.ack for ``message_id`` (now, or at ``time.monotonic()``
+        value ``at`` taken in another process: the clock is system-wide)."""
         with self._lock:
-            self._acked_at.setdefault(message_id, time.monotonic())
+            self._acks.setdefault(message_id, []).append(time.monotonic() if at is None else at)
 
     def fault(self) -> None:
         """A fault (kill -9, fence) begins now: acks sent shortly before may be lost."""
@@ -106,17 +112,28 @@ class Ledger:
             for start, end in self._faults
         )
 
+    def _copies(self, message_id: str) -> int:
+        """How many copies of ``message_id`` the queue may have held (see the docstring)."""
+        sent, confirmed = self._in_flight.get(message_id, (0.0, 0.0))
+        straddled = sum(1 for start, end in self._faults if sent <= end and confirmed >= start)
+        return self.publishes[message_id] + straddled
+
     def report(self) -> LedgerReport:
         """Compare what was confirmed, delivered and acked."""
         with self._lock:
-            back = [(mid, at) for mid, at in self._came_back]
+            settled = {
+                mid: sum(1 for at in times if self._settled(at))
+                for mid, times in self._acks.items()
+            }
             return LedgerReport(
-                published=len(self.published),
+                published=len(self.publishes),
                 confirmed=len(self.confirmed),
                 delivered=len(self.deliveries),
-                redelivered_unsettled=sum(1 for _, at in back if not self._settled(at)),
+                redelivered=sum(n - 1 for n in self.deliveries.values()),
                 lost=sorted(self.confirmed - self.deliveries.keys()),
-                acked_came_back=sorted({mid for mid, at in back if self._settled(at)}),
+                acked_came_back=sorted(
+                    mid for mid, count in settled.items() if count > self._copies(mid)
+                ),
                 duplicates=sorted(mid for mid, n in self.deliveries.items() if n > 1),
             )
 
