@@ -87,3 +87,25 @@ def test_pika_blocking_survives_two_master_kills(toy_group: FailoverGroup) -> No
     assert report.confirmed == TOTAL
     assert toy_group.takeovers == 2
     assert toy_group.masters_alive() == [toy_group.master]
+
+
+def test_pika_goes_round_the_group_as_killed_masters_rejoin(toy_group: FailoverGroup) -> None:
+    ledger = toy_group.ledger
+    assert ledger is not None
+    params = parameters(toy_group)
+    first_master = toy_group.master
+    report = run_through_kills(
+        toy_group,
+        lambda stop: publisher(params, ledger),
+        lambda stop: consumer(params, ledger, stop),
+        total=TOTAL,
+        kill_at=(30, 90, 150, 210),
+        rejoin=True,
+    )
+    assert report.confirmed == TOTAL
+    assert toy_group.takeovers == 4
+    # 0 -> 1 -> 2 -> 0 -> 1: the first master, killed and restarted, served again.
+    assert toy_group.master is toy_group.members[1] and first_master is toy_group.members[0]
+    actives = [e for e in toy_group.members[0].events() if e["event"] == "broker_active"]
+    assert len(actives) == 2
+    assert toy_group.masters_alive() == [toy_group.master]

@@ -28,9 +28,11 @@ def run_through_kills(
     total: int,
     kill_at: Sequence[int],
     timeout: float = 90.0,
+    rejoin: bool = False,
 ) -> LedgerReport:
-    """Run ``publish`` and ``consume`` while killing the master at each ``kill_at`` count;
-    check the ledger and return its report."""
+    """Run ``publish`` and ``consume`` while killing the master at each ``kill_at`` count
+    (with ``rejoin``, the killed broker then restarts as a standby on its old port, so a
+    group of three survives any number of kills); check the ledger and return its report."""
     ledger = group.ledger
     assert ledger is not None, "the group needs a ledger"
     stop = threading.Event()
@@ -46,6 +48,8 @@ def run_through_kills(
             wait_for(lambda t=threshold: errors or ledger.confirmed_count >= t, timeout)
             _raise_first(errors)
             group.kill_master()
+            if rejoin:
+                group.restart_dead()
         wait_for(lambda: errors or ledger.confirmed_count >= total, timeout)
         _raise_first(errors)
         wait_for(lambda: errors or ledger.delivered_all_confirmed(), timeout)

@@ -62,6 +62,8 @@ class FailoverGroup:
         ]
         self.master: BrokerProcess | None = None
         self.takeovers = 0
+        #: Per member, how many log events came before its current life (logs are appended).
+        self._life_starts = [0] * size
 
     @property
     def urls(self) -> list[str]:
@@ -84,6 +86,7 @@ class FailoverGroup:
         member = self.members[index]
         # The broker takes the last --port given: 0 first time, the old port on a restart.
         member.args = [*self.mode.member_args(self, index), "--port", str(port)]
+        self._life_starts[index] = len(member.events())
         member.start(ready_event=self.mode.ready_event)
 
     def kill_master(self) -> BrokerProcess:
@@ -107,8 +110,12 @@ class FailoverGroup:
                 self._spawn(index, port=member.port)
 
     def masters_alive(self) -> list[BrokerProcess]:
-        """Live members whose last role event says master (never more than one)."""
-        return [member for member in self.members if member.alive and _is_master(member)]
+        """Live members whose last role event in this life says master (at most one)."""
+        return [
+            member
+            for member, start in zip(self.members, self._life_starts, strict=True)
+            if member.alive and _is_master(member.events()[start:])
+        ]
 
     def stop(self) -> None:
         """Stop every member (SIGTERM, then SIGKILL)."""
@@ -116,9 +123,9 @@ class FailoverGroup:
             member.stop()
 
 
-def _is_master(member: BrokerProcess) -> bool:
+def _is_master(events: list[dict]) -> bool:
     changes = ("broker_active", "broker_fenced")
-    roles = [e["event"] for e in member.events() if e["event"] in changes]
+    roles = [e["event"] for e in events if e["event"] in changes]
     return bool(roles) and roles[-1] == "broker_active"
 
 
