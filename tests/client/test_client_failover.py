@@ -4,14 +4,19 @@ Three broker processes under tests/ha/plugins/toy_ha.py share one data directory
 master opens it. Standbys refuse clients with a close naming the master, the master lists the
 group in its ``cluster_urls`` server property. Checked: a client given only a standby reaches
 the master in one round and learns the group; a redirect naming a broker already tried does not
-loop; a client given only the first member's URL survives two kill -9 takeovers under a
-confirmed publisher and an acking consumer, with the invariant ledger checked at the end.
+loop; a master that fences itself naming its successor sends its clients there first; a
+client given only the first member's URL survives two kill -9 takeovers under a confirmed
+publisher and an acking consumer, with the invariant ledger checked at the end.
 """
 
 from __future__ import annotations
 
+import signal
+from pathlib import Path
+
 import trio
-from support.failover_group import FailoverGroup
+from structlog.testing import capture_logs
+from support.failover_group import FailoverGroup, ToyHAMode
 from support.ledger import Ledger
 
 from plugmq.client import ClientConnection, ConnectionClosed, ConnectionFailed, connect
@@ -126,3 +131,29 @@ async def test_client_given_one_url_survives_two_master_kills(toy_group: Failove
     assert report.confirmed == 300
     assert toy_group.takeovers == 2
     assert toy_group.masters_alive() == [toy_group.master]
+
+
+async def test_a_fencing_master_naming_its_successor_sends_clients_there_first(
+    tmp_path: Path,
+) -> None:
+    # The memory store, so that the successor can serve before the old master fences (a toy
+    # hand-over: with a shared store the lock would forbid two masters at once).
+    mode = ToyHAMode(tmp_path, store_args=("--store", "memory"))
+    group = FailoverGroup(tmp_path, mode, size=3)
+    old, skipped, successor = group.members
+    group.start()
+    try:
+        with trio.fail_after(TIMEOUT):
+            async with connect(old.url, reconnect=True, reconnect_delay=600) as conn:
+                await trio.to_thread.run_sync(mode.elect, group, [successor])
+                with capture_logs() as logs:
+                    assert old.process is not None
+                    old.process.send_signal(signal.SIGUSR2)
+                    await conn.wait_disconnected()
+                    await conn.wait_connected()
+                assert conn.url.port == successor.port
+        # Straight to the successor: no attempt on the member after the old master in the list.
+        assert [e for e in logs if e["event"] == "connect attempt failed"] == []
+        assert not any(f":{skipped.port}/" in str(e.get("url")) for e in logs)
+    finally:
+        group.stop()

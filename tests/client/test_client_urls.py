@@ -40,6 +40,8 @@ def test_redirect_text_round_trips_through_the_convention() -> None:
     assert text == "standby; the master is amqp://10.0.0.2:5672/"
     assert redirect_target(text) == "amqp://10.0.0.2:5672/"
     assert redirect_target("320 CONNECTION_FORCED - " + text + ". Bye") == "amqp://10.0.0.2:5672/"
+    quoted = f"broker forced connection closure with reason '{text}'"
+    assert redirect_target(quoted) == "amqp://10.0.0.2:5672/"
 
 
 @pytest.mark.parametrize(

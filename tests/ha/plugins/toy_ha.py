@@ -10,8 +10,9 @@ contract.
 For failover groups (tests/support/failover_group.py) ``--toy-group-file PATH`` names a JSON
 file ``{"master": URL, "members": [URL, ...]}`` that the test harness rewrites as it starts
 members and moves mastership: a standby then redirects to its ``master`` and the master
-advertises its ``members`` as ``cluster_urls``. The file is read per connection (a toy: a real
-strategy knows the group from its lock or election).
+advertises its ``members`` as ``cluster_urls``; fencing closes clients with a text naming the
+``master``. The file is read per connection (a toy: a real strategy knows the group from its
+lock or election).
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from plugmq.api import (
     Service,
     hookimpl,
 )
+from plugmq.client.urls import master_redirect_text
 
 log = structlog.get_logger("toy_ha")
 
@@ -58,7 +60,7 @@ class ToyHA:
                     self.promotions += 1
                     await broker.promote(epoch=self.promotions)
                 else:
-                    await broker.fence("toy lock lost", keep_listening=True)
+                    await broker.fence(_fence_reason(broker.config), keep_listening=True)
                     await broker.serve_clients()
 
     def describe(self) -> dict[str, Any]:
@@ -71,6 +73,14 @@ def plugmq_add_options(options: OptionRegistry) -> None:
     """The URL a standby names in its redirect."""
     options.add("--toy-master-url", default="amqp://elsewhere:5672/", help="Toy HA redirect.")
     options.add("--toy-group-file", default="", help="Toy HA group file (master, members).")
+
+
+def _fence_reason(config: Config) -> str:
+    """Why clients are closed on fencing: in a group, naming the master they should go to."""
+    if not config.toy_group_file:
+        return "toy lock lost"
+    master, _ = _group(config)
+    return master_redirect_text("fenced", master)
 
 
 def _group(config: Config) -> tuple[str, list[str]]:

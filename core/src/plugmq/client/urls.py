@@ -87,13 +87,15 @@ def master_redirect_text(state: str, master_url: str) -> str:
 def redirect_target(text: str) -> str | None:
     """The master URL named by a close ``text`` (see :data:`MASTER_REDIRECT_MARKER`), or None.
 
-    The URL runs from the marker to the next whitespace; a text without the marker, or one
-    naming something that does not parse as an AMQP URL, is no redirect.
+    The URL runs from the marker to the next whitespace, less trailing ``.,;`` and quotes (a
+    broker may quote the reason: ``"... with reason 'fenced; the master is amqp://h/'"``); a
+    text without the marker, or one naming something that does not parse as an AMQP URL, is
+    no redirect.
     """
     _, marker, rest = text.partition(MASTER_REDIRECT_MARKER)
     if not marker or not rest.split():
         return None
-    candidate = rest.split()[0].rstrip(".,;")
+    candidate = rest.split()[0].rstrip(".,;'\"")
     try:
         parse_url(candidate)
     except ValueError:
