@@ -16,6 +16,7 @@ from pathlib import Path
 
 import trio
 from structlog.testing import capture_logs
+from support.failover_clients import SEED, kill_points
 from support.failover_group import FailoverGroup, ToyHAMode
 from support.ledger import Ledger
 
@@ -119,7 +120,7 @@ async def test_client_given_one_url_survives_two_master_kills(toy_group: Failove
                 publisher_done.set()
 
             nursery.start_soon(publish)
-            for threshold in (60, 160):
+            for threshold in kill_points(300, 2):
                 await _wait_confirmed(ledger, threshold)
                 await trio.to_thread.run_sync(toy_group.kill_master)
             await publisher_done.wait()
@@ -128,7 +129,7 @@ async def test_client_given_one_url_survives_two_master_kills(toy_group: Failove
             nursery.cancel_scope.cancel()
             assert publishing.url.port == toy_group.master.port
     report = ledger.check()
-    assert report.confirmed == 300
+    assert report.confirmed == 300, f"seed {SEED}"
     assert toy_group.takeovers == 2
     assert toy_group.masters_alive() == [toy_group.master]
 

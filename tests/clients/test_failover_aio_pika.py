@@ -18,7 +18,7 @@ import threading
 import aio_pika
 from aio_pika import DeliveryMode, Message
 from aio_pika.exceptions import CONNECTION_EXCEPTIONS
-from support.failover_clients import run_through_kills
+from support.failover_clients import kill_points, run_through_kills
 from support.failover_group import FailoverGroup
 from support.ledger import Ledger
 
@@ -91,7 +91,7 @@ def test_aio_pika_url_cycle_survives_two_master_kills(toy_group: FailoverGroup) 
         lambda stop: asyncio.run(publisher(urls, ledger)),
         lambda stop: asyncio.run(until_stopped(stop, consumer(urls, ledger))),
         total=TOTAL,
-        kill_at=(60, 160),
+        kill_at=kill_points(TOTAL, 2),
     )
     assert report.confirmed == TOTAL
     assert toy_group.takeovers == 2

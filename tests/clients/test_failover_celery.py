@@ -21,7 +21,7 @@ from pathlib import Path
 from types import ModuleType
 
 import pytest
-from support.failover_clients import run_through_kills
+from support.failover_clients import kill_points, run_through_kills
 from support.failover_group import FailoverGroup
 from support.ledger import Ledger
 from support.polling import wait_for
@@ -142,7 +142,7 @@ def test_celery_broker_url_list_survives_two_master_kills(
         lambda stop: publisher(tasks, ledger),
         lambda stop: follow_records(records, ledger, stop),
         total=TOTAL,
-        kill_at=(40, 90),
+        kill_at=kill_points(TOTAL, 2),
         timeout=120,
     )
     assert report.confirmed == TOTAL

@@ -15,7 +15,7 @@ import threading
 
 from kombu import Connection, Queue
 from kombu.mixins import ConsumerMixin
-from support.failover_clients import run_through_kills
+from support.failover_clients import kill_points, run_through_kills
 from support.failover_group import FailoverGroup
 from support.ledger import Ledger
 
@@ -92,7 +92,11 @@ def test_kombu_failover_urls_survive_two_master_kills(toy_group: FailoverGroup) 
             Worker(conn, ledger, stop).run()
 
     report = run_through_kills(
-        toy_group, lambda stop: publisher(url, ledger), consume, total=TOTAL, kill_at=(60, 160)
+        toy_group,
+        lambda stop: publisher(url, ledger),
+        consume,
+        total=TOTAL,
+        kill_at=kill_points(TOTAL, 2),
     )
     assert report.confirmed == TOTAL
     assert toy_group.takeovers == 2

@@ -13,7 +13,7 @@ from __future__ import annotations
 import threading
 
 import pika
-from support.failover_clients import run_through_kills
+from support.failover_clients import kill_points, run_through_kills
 from support.failover_group import FailoverGroup
 from support.ledger import Ledger
 
@@ -82,7 +82,7 @@ def test_pika_blocking_survives_two_master_kills(toy_group: FailoverGroup) -> No
         lambda stop: publisher(params, ledger),
         lambda stop: consumer(params, ledger, stop),
         total=TOTAL,
-        kill_at=(60, 160),
+        kill_at=kill_points(TOTAL, 2),
     )
     assert report.confirmed == TOTAL
     assert toy_group.takeovers == 2
@@ -99,7 +99,7 @@ def test_pika_goes_round_the_group_as_killed_masters_rejoin(toy_group: FailoverG
         lambda stop: publisher(params, ledger),
         lambda stop: consumer(params, ledger, stop),
         total=TOTAL,
-        kill_at=(30, 90, 150, 210),
+        kill_at=kill_points(TOTAL, 4),
         rejoin=True,
     )
     assert report.confirmed == TOTAL

@@ -7,10 +7,15 @@ confirmed), and returns; ``consume(stop)`` consumes and acks until ``stop`` is s
 ``deliver`` and ``ack``. :func:`run_through_kills` runs both in threads, kills the group's
 master each time the confirmed count reaches a threshold, waits until everything confirmed
 was delivered, and checks the ledger. An exception in either thread fails the test with it.
+
+Kill moments are seeded (:func:`kill_points`, ``PLUGMQ_TEST_SEED``) so a failing run can be
+replayed; failures name the seed and the kill points.
 """
 
 from __future__ import annotations
 
+import os
+import random
 import threading
 from collections.abc import Callable, Sequence
 
@@ -19,6 +24,16 @@ from support.ledger import LedgerReport
 from support.polling import wait_for
 
 Worker = Callable[[threading.Event], None]
+
+#: The seed of the kill moments; set PLUGMQ_TEST_SEED to replay a failing run.
+SEED = int(os.environ.get("PLUGMQ_TEST_SEED", "20261205"))
+
+
+def kill_points(total: int, kills: int, seed: int = SEED) -> list[int]:
+    """``kills`` increasing confirmed counts in the middle of a run of ``total`` messages at
+    which to kill the master, drawn from ``seed`` (the same seed gives the same points)."""
+    rng = random.Random(seed)
+    return sorted(rng.sample(range(total // 10, total * 8 // 10), kills))
 
 
 def run_through_kills(
@@ -60,7 +75,10 @@ def run_through_kills(
             thread.join(timeout)
     assert not any(thread.is_alive() for thread in threads), "a client thread did not stop"
     _raise_first(errors)
-    return ledger.check()
+    try:
+        return ledger.check()
+    except AssertionError as error:
+        raise AssertionError(f"seed {SEED}, kills at {list(kill_at)}: {error}") from error
 
 
 def _guarded(worker: Worker, stop: threading.Event, errors: list[BaseException]) -> None:
