@@ -73,6 +73,13 @@ def plugmq_add_options(options: OptionRegistry) -> None:
     """The URL a standby names in its redirect."""
     options.add("--toy-master-url", default="amqp://elsewhere:5672/", help="Toy HA redirect.")
     options.add("--toy-group-file", default="", help="Toy HA group file (master, members).")
+    options.add(
+        "--toy-redirect",
+        type=bool,
+        default=True,
+        help="Refuse clients with a redirect while not serving (--no-toy-redirect: leave it "
+        "to the broker's own refusal).",
+    )
 
 
 def _fence_reason(config: Config) -> str:
@@ -104,7 +111,7 @@ def plugmq_connection_check(broker: BrokerAPI, connection: ConnectionInfo) -> An
     ``active`` rather than the role: a listening standby becomes master before its recovery
     ends, and a client let in then would authenticate against users not yet recovered.
     """
-    if not broker.active.is_set():
+    if broker.config.toy_redirect and not broker.active.is_set():
         master, _ = _group(broker.config)
         return ConnectionRefusal.redirect(broker.role.value, master)
     return None
