@@ -9,6 +9,10 @@ comes about (:meth:`HAMode.elect`: promote one, or wait for the lock/election to
 and ha_zk tests bring their own mode and reuse the rest, and the invariant ledger
 (:mod:`support.ledger`) is told about every fault.
 
+Every member gets its TCP port before it starts (free loopback ports, taken once) and keeps it
+across restarts, so a mode whose standbys do not listen at all works the same: the group's
+URLs are known from the start, as an operator's client configuration would be.
+
 Members share nothing but what the mode gives them: the toy mode gives them one data directory,
 which only the master opens (the Berkeley DB store's flock keeps a second opener out), the way
 a shared-filesystem group works.
@@ -18,6 +22,7 @@ from __future__ import annotations
 
 import json
 import signal
+import socket
 from pathlib import Path
 from typing import Protocol
 
@@ -30,7 +35,8 @@ TOY_HA = str(Path(__file__).parents[1] / "ha" / "plugins" / "toy_ha.py")
 class HAMode(Protocol):
     """What the group needs to know about one HA strategy."""
 
-    #: The log event a freshly started member writes once it is up (as a standby or master).
+    #: The log event a freshly started member writes once it is up (as a standby or master);
+    #: it need not name listeners (a standby that does not listen).
     ready_event: str
 
     def member_args(self, group: FailoverGroup, index: int) -> list[str]:
@@ -77,15 +83,17 @@ class FailoverGroup:
 
     def start(self) -> BrokerProcess:
         """Start every member, then have the first become master; return it."""
+        for member, port in zip(self.members, _free_ports(len(self.members)), strict=True):
+            member.port = port
         for index in range(len(self.members)):
-            self._spawn(index, port=0)
+            self._spawn(index)
         self.master = self.mode.elect(self, list(self.members))
         return self.master
 
-    def _spawn(self, index: int, port: int) -> None:
+    def _spawn(self, index: int) -> None:
         member = self.members[index]
-        # The broker takes the last --port given: 0 first time, the old port on a restart.
-        member.args = [*self.mode.member_args(self, index), "--port", str(port)]
+        # The broker takes the last --port given (BrokerProcess passes --port 0 first).
+        member.args = [*self.mode.member_args(self, index), "--port", str(member.port)]
         self._life_starts[index] = len(member.events())
         member.start(ready_event=self.mode.ready_event)
 
@@ -107,7 +115,7 @@ class FailoverGroup:
         """Start every killed member again, on its old port, as a standby."""
         for index, member in enumerate(self.members):
             if not member.alive:
-                self._spawn(index, port=member.port)
+                self._spawn(index)
 
     def masters_alive(self) -> list[BrokerProcess]:
         """Live members whose last role event in this life says master (at most one)."""
@@ -121,6 +129,18 @@ class FailoverGroup:
         """Stop every member (SIGTERM, then SIGKILL)."""
         for member in self.members:
             member.stop()
+
+
+def _free_ports(count: int) -> list[int]:
+    """``count`` distinct loopback ports free right now (all bound at once, then released)."""
+    sockets = [socket.socket() for _ in range(count)]
+    try:
+        for sock in sockets:
+            sock.bind(("127.0.0.1", 0))
+        return [sock.getsockname()[1] for sock in sockets]
+    finally:
+        for sock in sockets:
+            sock.close()
 
 
 def _is_master(events: list[dict]) -> bool:
