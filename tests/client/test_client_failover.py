@@ -16,6 +16,7 @@ from pathlib import Path
 
 import trio
 from structlog.testing import capture_logs
+from support.admin_cli import cli_ok
 from support.failover_clients import SEED, kill_points
 from support.failover_group import FailoverGroup, ToyHAMode
 from support.ledger import Ledger
@@ -158,3 +159,31 @@ async def test_a_fencing_master_naming_its_successor_sends_clients_there_first(
         assert not any(f":{skipped.port}/" in str(e.get("url")) for e in logs)
     finally:
         group.stop()
+
+
+async def test_learned_urls_keep_the_users_credentials_and_vhost(toy_group: FailoverGroup) -> None:
+    master = toy_group.master
+    assert master is not None
+    await trio.to_thread.run_sync(_add_user_and_vhost, master.url)
+    standby = toy_group.members[1]
+    url = f"amqp://app:s3cret@127.0.0.1:{standby.port}/orders"
+    with trio.fail_after(TIMEOUT):
+        async with connect(url, reconnect=True, reconnect_delay=0.1) as conn:
+            assert conn.url.port == master.port
+            assert {(u.username, u.password, u.vhost) for u in conn.urls} == {
+                ("app", "s3cret", "orders")
+            }
+            await trio.to_thread.run_sync(toy_group.kill_master)
+            await conn.wait_disconnected()
+            await conn.wait_connected()
+            # The user and vhost came back with the shared store; the learned URL carried them.
+            assert conn.url.port == toy_group.master.port
+            async with conn.channel() as channel:
+                declared = await channel.queue_declare("app-q", durable=True)
+                assert declared.message_count == 0
+
+
+def _add_user_and_vhost(admin_url: str) -> None:
+    cli_ok(admin_url, "vhost", "add", "orders")
+    cli_ok(admin_url, "user", "add", "app", "s3cret")
+    cli_ok(admin_url, "permissions", "set", "app", ".*", ".*", ".*", "--vhost", "orders")
