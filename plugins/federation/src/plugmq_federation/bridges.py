@@ -1,0 +1,172 @@
+"""Bridges: the forwarding loop of one route over one live connection.
+
+A *pull* bridge consumes a queue on the remote broker (one it declared and bound to the
+route's exchange, or the queue of a queue route) and publishes into the local exchange with
+the in-broker client; it acknowledges the remote message only in ``on_durable(True)``, when
+the local copy is stored. A *push* bridge consumes the route's local queue through the
+in-broker client and publishes to the remote exchange in confirm mode; it acknowledges the
+local message once the remote broker confirmed the copy. Either way a crash anywhere leaves
+the source message unacknowledged, so it is sent again: at least once on the wire; the
+receiving broker's duplicate window (pull) makes it once for consumers.
+
+Both run until the connection fails; the link (:mod:`.link`) reconnects and runs them again.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+from typing import TYPE_CHECKING
+
+import trio
+
+from plugmq.client import ClientChannel, ClientConnection, PublishNacked
+from plugmq.inbroker import Delivery, InBrokerClient
+from plugmq_federation.hops import Forward, Verdict, hop
+
+if TYPE_CHECKING:
+    from plugmq_federation.link import Link
+
+#: Offset of the property flags in a content-header payload (what a remote publish takes).
+_PROPERTIES_AT = 12
+
+
+def pull_queue_name(local_id: str, route_id: str) -> str:
+    """The queue a pull route declares on its source broker (named after both ends)."""
+    return f"federation.{local_id}.{route_id}"
+
+
+def push_queue_name(route_id: str) -> str:
+    """The local queue a push route collects its messages in."""
+    return f"federation.push.{route_id}"
+
+
+async def run_pull(link: Link, connection: ClientConnection, local: InBrokerClient) -> None:
+    """Forward from the remote queue into the local exchange until the connection fails."""
+    route = link.route
+    channel = await connection.open_channel()
+    queue = route.queue or pull_queue_name(link.local_id, route.id)
+    if route.kind == "exchange":
+        await channel.queue_declare(queue, durable=route.durable)
+        await channel.queue_bind(queue, route.exchange, route.key)
+    else:
+        await channel.queue_declare(queue, passive=True)
+    link.remote_queue = queue
+    send, receive = trio.open_memory_channel[tuple[int, bool]](route.ack + 1)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(_settle_remote, channel, receive)
+        async with channel.consume(queue, prefetch=route.ack) as consumer:
+            link.up()
+            sender, receiver = link.remote_id_bytes, link.local_id_bytes
+            window, settled = link.window, send.send_nowait
+            async for message in consumer:
+                result = hop(
+                    message.header_payload,
+                    message.body,
+                    sender,
+                    receiver,
+                    route.max_hops,
+                    window,
+                )
+                if result.__class__ is not Forward:
+                    link.dropped(result)  # type: ignore[arg-type]
+                    settled((message.delivery_tag, True))
+                    continue
+                if local.blocked:
+                    await local.wait_unblocked()
+                _publish_local(link, local, message, result, settled)
+
+
+def _publish_local(
+    link: Link, local: InBrokerClient, message: object, forward: Forward, settled: object
+) -> None:
+    """Publish one pulled message here; settle it on the remote once the copy is stored."""
+    tag = message.delivery_tag  # type: ignore[attr-defined]
+    try:
+        local.publish(
+            link.route.exchange,
+            message.routing_key,  # type: ignore[attr-defined]
+            message.body,  # type: ignore[attr-defined]
+            header=forward.header,
+            on_durable=partial(_stored, link, tag, forward.origin, settled),
+        )
+    except BaseException:
+        link.window.forget(forward.origin)  # type: ignore[arg-type]  # it was not taken
+        raise
+
+
+def _stored(link: Link, tag: int, origin: bytes, settled, ok: bool) -> None:
+    if ok:
+        link.forwarded += 1
+    else:
+        link.window.forget(origin)  # refused here (x-overflow): let a later copy in
+        link.refused += 1
+    settled((tag, ok))
+
+
+async def _settle_remote(
+    channel: ClientChannel, receive: trio.MemoryReceiveChannel[tuple[int, bool]]
+) -> None:
+    """Ack (or requeue) remote deliveries in the order their local copies settled.
+
+    A task of its own because ``on_durable`` is a synchronous callback and a remote ack is
+    a write that may wait for the socket.
+    """
+    async for tag, ok in receive:
+        if ok:
+            await channel.ack(tag)
+        else:
+            await channel.nack(tag, requeue=True)
+
+
+async def run_push(link: Link, connection: ClientConnection, local: InBrokerClient) -> None:
+    """Forward from the local queue to the remote exchange until the connection fails."""
+    route = link.route
+    channel = await connection.open_channel()
+    await channel.exchange_declare(route.exchange, passive=True)
+    await channel.confirm_select()
+    send, receive = trio.open_memory_channel[Delivery](route.ack)
+    local.consume(push_queue_name(route.id), send.send_nowait, prefetch=route.ack)
+    link.up()
+    async for first in receive:
+        batch = [first]
+        while len(batch) < route.ack:
+            try:
+                batch.append(receive.receive_nowait())
+            except trio.WouldBlock:
+                break
+        await _push_batch(link, channel, batch)
+
+
+async def _push_batch(link: Link, channel: ClientChannel, batch: list[Delivery]) -> None:
+    """Publish ``batch`` to the remote broker, wait for its confirms, settle each locally."""
+    route = link.route
+    sender, receiver = link.local_id_bytes, link.remote_id_bytes
+    sent: list[tuple[int, Delivery]] = []
+    for delivery in batch:
+        result = hop(delivery.header, delivery.body, sender, receiver, route.max_hops, None)
+        if result.__class__ is not Forward:
+            link.dropped(result)  # type: ignore[arg-type]
+            delivery.ack()
+            continue
+        seq = await channel.publish(
+            route.exchange,
+            delivery.routing_key,
+            delivery.body,
+            result.header[_PROPERTIES_AT:],  # type: ignore[union-attr]
+        )
+        sent.append((seq, delivery))  # type: ignore[arg-type]
+    nacked: set[int] = set()
+    try:
+        await channel.wait_for_confirms()
+    except PublishNacked as error:
+        nacked = set(error.sequence_numbers)
+    for seq, delivery in sent:
+        if seq in nacked:
+            link.refused += 1
+            delivery.nack(requeue=True)
+        else:
+            link.forwarded += 1
+            delivery.ack()
+
+
+__all__ = ["Verdict", "pull_queue_name", "push_queue_name", "run_pull", "run_push"]
