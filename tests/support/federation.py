@@ -14,11 +14,23 @@ from collections.abc import Iterable
 from typing import Any
 
 import pika
+import trio
 
+from plugmq.management.client import management_client
 from support.broker_process import BrokerProcess
 
 CLI_TIMEOUT = 60
 PERSISTENT = 2
+
+
+def manage(broker: BrokerProcess, command: str, **arguments: Any) -> Any:
+    """One management request in this process (no CLI start-up: for checks in loops)."""
+
+    async def call() -> Any:
+        async with management_client(broker.url) as client:
+            return await client.call(command, **arguments)
+
+    return trio.run(call)
 
 
 def plugmq(*args: str) -> subprocess.CompletedProcess:

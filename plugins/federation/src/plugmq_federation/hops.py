@@ -4,8 +4,9 @@ The rules (docs/plugins/federation.md, "Loops"): a message's path lists the brok
 been in, origin first; a message that has none originated at the broker that sends it. A
 broker never takes a message whose path already names it (a loop), nor one that has made
 ``max_hops`` hops; and the receiving broker drops a message whose origin id (origin broker
-and message id, or the content's digest when there is no message id) it has taken in the
-recent past (a duplicate: the same message over two paths, or sent again after a link broke).
+and message id, or the digest of the content as it left its origin, stamped into the path
+header at the first hop, when there is no message id) it has taken in the recent past (a
+duplicate: the same message over two paths, or sent again after a link broke).
 """
 
 from __future__ import annotations
@@ -15,9 +16,11 @@ from hashlib import blake2b
 from typing import NamedTuple
 
 from plugmq_federation.dedup import DuplicateWindow
-from plugmq_federation.wire import Scan, scan, with_path
+from plugmq_federation.wire import scan, with_path
 
 SEPARATOR = b","
+#: Separates the path from the content stamp of a message without a ``message_id``.
+STAMP = b";"
 
 
 class Forward(NamedTuple):
@@ -35,18 +38,6 @@ class Verdict(Enum):
     DUPLICATE = "duplicate"
 
 
-def path_of(found: Scan, sender: bytes) -> list[bytes]:
-    """The brokers a message has been in, origin first (``[sender]`` when it has no path)."""
-    return found.path.split(SEPARATOR) if found.path else [sender]
-
-
-def origin_id(path: list[bytes], found: Scan, header: bytes, body: bytes) -> bytes:
-    """The message's identity across every copy: origin broker and message id (or digest)."""
-    if found.message_id:
-        return path[0] + b"/" + found.message_id
-    return path[0] + b"#" + blake2b(header + body, digest_size=16).digest()
-
-
 def hop(
     header: bytes,
     body: bytes,
@@ -61,15 +52,23 @@ def hop(
     route cannot see the destination's window, see the docs' "Guarantees").
     """
     found = scan(header)
-    path = path_of(found, sender)
+    route, _, stamp = (found.path or b"").partition(STAMP)
+    path = route.split(SEPARATOR) if route else [sender]
     if receiver in path:
         return Verdict.LOOP
     if len(path) > max_hops:
         return Verdict.MAX_HOPS
+    if not found.message_id and not stamp:
+        # First hop of a message without an id: its content names it, computed once here
+        # and carried on, because later headers differ by path.
+        stamp = blake2b(header + body, digest_size=12).hexdigest().encode()
     origin = None
     if window is not None:
-        origin = origin_id(path, found, header, body)
+        origin = path[0] + (b"/" + found.message_id if found.message_id else b"#" + stamp)
         if not window.admit(origin):
             return Verdict.DUPLICATE
     path.append(receiver)
-    return Forward(with_path(header, found, SEPARATOR.join(path)), origin)
+    value = SEPARATOR.join(path)
+    if stamp:
+        value += STAMP + stamp
+    return Forward(with_path(header, found, value), origin)
