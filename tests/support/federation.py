@@ -7,6 +7,7 @@ commands run as real subprocesses, as a user would type them.
 from __future__ import annotations
 
 import json
+import socket
 import subprocess
 import sys
 import time
@@ -21,6 +22,13 @@ from support.broker_process import BrokerProcess
 
 CLI_TIMEOUT = 60
 PERSISTENT = 2
+
+
+def free_port() -> int:
+    """A TCP port free now on loopback (for brokers that must keep their port on restart)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
 
 
 def manage(broker: BrokerProcess, command: str, **arguments: Any) -> Any:
