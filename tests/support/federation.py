@@ -128,3 +128,26 @@ def depth(broker: BrokerProcess, queue: str) -> int:
     """Messages ready in ``queue``."""
     with connect(broker) as connection:
         return connection.channel().queue_declare(queue, passive=True).method.message_count
+
+
+def collect_all(
+    broker: BrokerProcess, queue: str, wanted: set[bytes], timeout: float = 60.0
+) -> list[bytes]:
+    """Take bodies from ``queue`` until every body of ``wanted`` came (duplicates included,
+    in arrival order) and the queue is empty; fail at ``timeout`` naming what is missing."""
+    got: list[bytes] = []
+    missing = set(wanted)
+    deadline = time.monotonic() + timeout
+    with connect(broker) as connection:
+        channel = connection.channel()
+        while True:
+            method, _, body = channel.basic_get(queue, auto_ack=True)
+            if method is not None:
+                got.append(body)
+                missing.discard(body)
+                continue
+            if not missing:
+                return got
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{len(missing)} never arrived: {sorted(missing)[:10]}")
+            time.sleep(0.02)
