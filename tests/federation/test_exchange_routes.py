@@ -48,3 +48,15 @@ def test_exchange_route_forwards_matching_messages_once(
     publish(src, "amq.topic", [("orders.late", b"late")])
     remaining = plugmq_json("config", "list", "queues", "--broker", src.url)
     assert not [q for q in remaining if q["name"].startswith("federation.")], remaining
+
+
+def test_static_route_from_a_flag(start_brokers: StartBrokers) -> None:
+    src = start_brokers(["src"], "--store", "memory")["src"]
+    route = f"pull {src.url} amq.topic static.#"
+    dest = start_brokers(["dest"], "--store", "memory", "--federation-route", route)["dest"]
+    dest.wait_event("federation_link_up")
+    bind_queue(dest, "static", "amq.topic", "#")
+    publish(src, "amq.topic", [("static.a", b"s1"), ("other", b"no")])
+    assert [body for _, body, _ in collect(dest, "static", 1)] == [b"s1"]
+    routes = plugmq_json("route", "list", dest.url)["routes"]
+    assert [(r["direction"], r["key"], r["peer"]) for r in routes] == [("pull", "static.#", "src")]
