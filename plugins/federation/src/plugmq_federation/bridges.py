@@ -21,6 +21,7 @@ import trio
 
 from plugmq.client import ClientChannel, ClientConnection, PublishNacked
 from plugmq.inbroker import Delivery, InBrokerClient
+from plugmq_federation.bindings import BOUND_FROM, Demand, registry_of, remote_bindings
 from plugmq_federation.hops import Forward, Verdict, hop
 
 if TYPE_CHECKING:
@@ -50,6 +51,58 @@ async def run_pull(link: Link, connection: ClientConnection, local: InBrokerClie
         await channel.queue_bind(queue, route.exchange, route.key)
     else:
         await channel.queue_declare(queue, passive=True)
+    await _pull(link, channel, queue, local)
+
+
+async def run_dynamic(link: Link, connection: ClientConnection, local: InBrokerClient) -> None:
+    """A pull bridge whose remote bindings follow the local exchange's bindings."""
+    route = link.route
+    channel = await connection.open_channel()
+    queue = pull_queue_name(link.local_id, route.id)
+    if link.remote_bindings is None:
+        # First session of this link (a new route, or this broker restarted): the bindings a
+        # previous life made are unknown, so start from an empty queue of our own.
+        await channel.queue_delete(queue)
+        link.remote_bindings = set()
+    await channel.queue_declare(queue, durable=route.durable)
+    registry = registry_of(link.broker)
+    changed = trio.Event()
+
+    def wake() -> None:
+        changed.set()
+
+    registry.listen(route.vhost, route.exchange, wake)
+    try:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(_pull, link, channel, queue, local)
+            while True:
+                changed = trio.Event()
+                demand = registry.demand(route.vhost, route.exchange)
+                await _sync_bindings(link, channel, queue, demand)
+                await changed.wait()
+    finally:
+        registry.unlisten(route.vhost, route.exchange, wake)
+
+
+async def _sync_bindings(
+    link: Link, channel: ClientChannel, queue: str, demand: set[Demand]
+) -> None:
+    """Bind and unbind the remote queue so its bindings are what ``demand`` asks for."""
+    route = link.route
+    wanted = remote_bindings(demand, link.local_id, link.remote_id, route.max_hops)
+    made = link.remote_bindings
+    assert made is not None
+    for key, path in sorted(made - wanted):
+        await channel.queue_unbind(queue, route.exchange, key, {BOUND_FROM: path})
+        made.discard((key, path))
+    for key, path in sorted(wanted - made):
+        await channel.queue_bind(queue, route.exchange, key, {BOUND_FROM: path})
+        made.add((key, path))
+
+
+async def _pull(link: Link, channel: ClientChannel, queue: str, local: InBrokerClient) -> None:
+    """Consume ``queue`` on the remote and publish each message here (acked when stored)."""
+    route = link.route
     link.remote_queue = queue
     send, receive = trio.open_memory_channel[tuple[int, bool]](route.ack + 1)
     async with trio.open_nursery() as nursery:
@@ -169,4 +222,11 @@ async def _push_batch(link: Link, channel: ClientChannel, batch: list[Delivery])
             delivery.ack()
 
 
-__all__ = ["Verdict", "pull_queue_name", "push_queue_name", "run_pull", "run_push"]
+__all__ = [
+    "Verdict",
+    "pull_queue_name",
+    "push_queue_name",
+    "run_dynamic",
+    "run_pull",
+    "run_push",
+]

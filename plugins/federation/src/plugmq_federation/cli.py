@@ -87,6 +87,49 @@ def make_route_app(admin: Admin) -> typer.Typer:
     app = typer.Typer(help="Federation routes between brokers (qpid-route).", no_args_is_help=True)
     queue_app = typer.Typer(help="Queue routes: SRC's queue drains into DEST.")
     app.add_typer(queue_app, name="queue")
+    dynamic_app = typer.Typer(help="Dynamic routes: DEST's bindings on EXCHANGE pull from SRC.")
+    app.add_typer(dynamic_app, name="dynamic")
+
+    @dynamic_app.command("add")
+    def dynamic_add(
+        dest: Dest,
+        src: Src,
+        exchange: Exchange,
+        durable: Durable = False,
+        ack: Ack = 100,
+        max_hops: MaxHops = 8,
+        wait: Wait = 3.0,
+        vhost: VhostOption = None,
+        as_json: JsonOption = False,
+        timeout: TimeoutOption = DEFAULT_TIMEOUT,
+    ) -> None:
+        """Messages on SRC's EXCHANGE that DEST's bindings on EXCHANGE want go to DEST."""
+        _add(
+            admin,
+            dest,
+            src,
+            as_json,
+            timeout,
+            wait,
+            kind="dynamic",
+            exchange=exchange,
+            durable=durable,
+            ack=ack,
+            max_hops=max_hops,
+            vhost=vhost,
+        )
+
+    @dynamic_app.command("del")
+    def dynamic_del(
+        dest: Dest,
+        src: Src,
+        exchange: Exchange,
+        vhost: VhostOption = None,
+        as_json: JsonOption = False,
+        timeout: TimeoutOption = DEFAULT_TIMEOUT,
+    ) -> None:
+        """Delete a dynamic route (and its queue and bindings on SRC)."""
+        _delete(admin, dest, src, as_json, timeout, kind="dynamic", exchange=exchange, vhost=vhost)
 
     @app.command("add")
     def add(

@@ -77,8 +77,6 @@ class Federation:
         """The local queue a push route collects in (declared now: nothing is missed while
         the link is down)."""
         queue = push_queue_name(route.id)
-        if route.kind == "queue":
-            raise FederationError("a queue route is a pull route (its queue is on the source)")
         client.declare_exchange(route.exchange, passive=True)
         client.declare_queue(queue, durable=route.durable)
         client.bind_queue(queue, route.exchange, route.key)

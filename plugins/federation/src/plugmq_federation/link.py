@@ -23,7 +23,7 @@ from plugmq.client import (
     connect,
 )
 from plugmq.inbroker import InBrokerClient, open_internal_client
-from plugmq_federation.bridges import pull_queue_name, run_pull, run_push
+from plugmq_federation.bridges import pull_queue_name, run_dynamic, run_pull, run_push
 from plugmq_federation.hops import Verdict
 
 if TYPE_CHECKING:
@@ -38,6 +38,14 @@ FIRST_DELAY = 1.0
 MAX_DELAY = 30.0
 CONNECT_TIMEOUT = 5.0
 HEARTBEAT = 10
+
+
+_BRIDGES = {
+    ("exchange", False): run_pull,
+    ("exchange", True): run_push,
+    ("queue", False): run_pull,
+    ("dynamic", False): run_dynamic,
+}
 
 
 class LinkError(Exception):
@@ -57,6 +65,9 @@ class Link:
         self.remote_id_bytes = b""
         self.remote_url = ""
         self.remote_queue = ""
+        #: The (key, path) bindings a dynamic route made on its remote queue; None until the
+        #: first session has cleared what an earlier life of the route left there.
+        self.remote_bindings: set[tuple[str, str]] | None = None
         self.state = "connecting"
         self.last_error = ""
         self.attempts = 0
@@ -111,7 +122,7 @@ class Link:
             try:
                 async with trio.open_nursery() as nursery:
                     nursery.start_soon(_watch, connection)
-                    bridge = run_push if route.push else run_pull
+                    bridge = _BRIDGES[route.kind, route.push]
                     await bridge(self, connection, local)
                     nursery.cancel_scope.cancel()
             except BaseExceptionGroup as group:

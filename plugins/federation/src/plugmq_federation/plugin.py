@@ -10,8 +10,10 @@ import typer
 
 from plugmq.cli.admin import Admin
 from plugmq.config import Config, ConfigError, OptionRegistry
+from plugmq.events import BindingEvent
 from plugmq.hookspecs import hookimpl
 from plugmq.management.commands import Command
+from plugmq_federation.bindings import registry_of
 from plugmq_federation.commands import COMMANDS
 from plugmq_federation.federation import STASH_KEY, Federation
 from plugmq_federation.identity import broker_id, check_broker_id
@@ -94,3 +96,19 @@ def plugmq_cli_commands(admin: Admin) -> Sequence[tuple[str, typer.Typer]]:
     from plugmq_federation.cli import make_link_app, make_route_app
 
     return [("route", make_route_app(admin)), ("link", make_link_app(admin))]
+
+
+@hookimpl
+def plugmq_binding_added(vhost: Any, binding: BindingEvent) -> None:
+    """Keep the exchange's binding keys (dynamic routes propagate them)."""
+    registry_of(vhost.broker).added(
+        vhost.name, binding.source, binding.routing_key, binding.arguments
+    )
+
+
+@hookimpl
+def plugmq_binding_removed(vhost: Any, binding: BindingEvent) -> None:
+    """Forget a binding key (dynamic routes unbind it on their remote)."""
+    registry_of(vhost.broker).removed(
+        vhost.name, binding.source, binding.routing_key, binding.arguments
+    )

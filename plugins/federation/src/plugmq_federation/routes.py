@@ -13,7 +13,7 @@ from typing import Any, Literal
 
 from plugmq.client import parse_url
 
-Kind = Literal["exchange", "queue"]
+Kind = Literal["exchange", "queue", "dynamic"]
 
 DEFAULT_ACK = 100
 DEFAULT_MAX_HOPS = 8
@@ -55,10 +55,12 @@ class Route:
                 parse_url(url)
             except ValueError as error:
                 raise RouteError(str(error)) from error
-        if self.kind not in ("exchange", "queue"):
+        if self.kind not in ("exchange", "queue", "dynamic"):
             raise RouteError(f"unknown route kind {self.kind!r}")
         if self.kind == "queue" and not self.queue:
             raise RouteError("a queue route needs the source queue")
+        if self.kind != "exchange" and self.push:
+            raise RouteError(f"a {self.kind} route is a pull route (DEST runs it)")
         if not 1 <= self.ack <= 0xFFFF:
             raise RouteError(f"--ack must be between 1 and 65535, not {self.ack}")
         if self.max_hops < 1:
