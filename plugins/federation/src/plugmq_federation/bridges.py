@@ -14,14 +14,17 @@ Both run until the connection fails; the link (:mod:`.link`) reconnects and runs
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from functools import partial
 from typing import TYPE_CHECKING
 
 import trio
 
-from plugmq.client import ClientChannel, ClientConnection, PublishNacked
+from plugmq.amqp.errors import NotFound
+from plugmq.client import ClientChannel, ClientConnection, Consumer, PublishNacked
 from plugmq.inbroker import Delivery, InBrokerClient
 from plugmq_federation.bindings import BOUND_FROM, Demand, registry_of, remote_bindings
+from plugmq_federation.demand import LINK_TAG, consumers_of
 from plugmq_federation.hops import Forward, Verdict, hop
 
 if TYPE_CHECKING:
@@ -54,6 +57,49 @@ async def run_pull(link: Link, connection: ClientConnection, local: InBrokerClie
     await _pull(link, channel, queue, local)
 
 
+class Signal:
+    """Wakes a task when a hook reports a change (hooks are synchronous, tasks wait)."""
+
+    def __init__(self) -> None:
+        self._event = trio.Event()
+
+    def fire(self) -> None:
+        """Something changed (called from a hook)."""
+        self._event.set()
+
+    async def until(self, predicate: Callable[[], bool]) -> None:
+        """Return once ``predicate()`` is true, checking it after every change."""
+        while True:
+            self._event = trio.Event()
+            if predicate():
+                return
+            await self._event.wait()
+
+
+class Pending:
+    """Remote messages taken but not yet settled on the remote (acked or requeued)."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self._zero = trio.Event()
+
+    def taken(self) -> None:
+        """One more message will be settled."""
+        self.count += 1
+
+    def settled(self) -> None:
+        """One was settled."""
+        self.count -= 1
+        if not self.count:
+            self._zero.set()
+
+    async def drained(self) -> None:
+        """Return once every taken message is settled."""
+        while self.count:
+            self._zero = trio.Event()
+            await self._zero.wait()
+
+
 async def run_dynamic(link: Link, connection: ClientConnection, local: InBrokerClient) -> None:
     """A pull bridge whose remote bindings follow the local exchange's bindings."""
     route = link.route
@@ -66,22 +112,52 @@ async def run_dynamic(link: Link, connection: ClientConnection, local: InBrokerC
         link.remote_bindings = set()
     await channel.queue_declare(queue, durable=route.durable)
     registry = registry_of(link.broker)
-    changed = trio.Event()
-
-    def wake() -> None:
-        changed.set()
-
-    registry.listen(route.vhost, route.exchange, wake)
+    signal = Signal()
+    registry.listen(route.vhost, route.exchange, signal.fire)
     try:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(_pull, link, channel, queue, local)
+            synced: set[Demand] = set()
+
+            def stale() -> bool:
+                return registry.demand(route.vhost, route.exchange) != synced
+
             while True:
-                changed = trio.Event()
-                demand = registry.demand(route.vhost, route.exchange)
-                await _sync_bindings(link, channel, queue, demand)
-                await changed.wait()
+                synced = registry.demand(route.vhost, route.exchange)
+                await _sync_bindings(link, channel, queue, synced)
+                await signal.until(stale)
     finally:
-        registry.unlisten(route.vhost, route.exchange, wake)
+        registry.unlisten(route.vhost, route.exchange, signal.fire)
+
+
+async def run_demand(link: Link, connection: ClientConnection, local: InBrokerClient) -> None:
+    """Move SRC's queue into the local queue of the same name while it has consumers here."""
+    route = link.route
+    channel = await connection.open_channel()
+    await channel.queue_declare(route.queue, passive=True)
+    _ensure_local_queue(local, route.queue, route.durable)
+    counts = consumers_of(link.broker)
+    signal = Signal()
+    counts.listen(route.vhost, route.queue, signal.fire)
+
+    async def no_demand() -> None:
+        await signal.until(lambda: not counts.count(route.vhost, route.queue))
+
+    try:
+        link.up()
+        while True:
+            link.state = "idle"  # up, but nobody here wants the queue's messages
+            await signal.until(lambda: counts.count(route.vhost, route.queue) > 0)
+            await _pull(link, channel, route.queue, local, until=no_demand)
+    finally:
+        counts.unlisten(route.vhost, route.queue, signal.fire)
+
+
+def _ensure_local_queue(local: InBrokerClient, queue: str, durable: bool) -> None:
+    try:
+        local.declare_queue(queue, passive=True)
+    except NotFound:
+        local.declare_queue(queue, durable=durable)
 
 
 async def _sync_bindings(
@@ -100,33 +176,85 @@ async def _sync_bindings(
         made.add((key, path))
 
 
-async def _pull(link: Link, channel: ClientChannel, queue: str, local: InBrokerClient) -> None:
-    """Consume ``queue`` on the remote and publish each message here (acked when stored)."""
+async def _pull(
+    link: Link,
+    channel: ClientChannel,
+    queue: str,
+    local: InBrokerClient,
+    until: Callable[[], Awaitable[None]] | None = None,
+) -> None:
+    """Consume ``queue`` on the remote and publish each message here (acked when stored).
+
+    Runs until the connection fails, or until ``until()`` returns: then the remote consumer
+    is cancelled (what it buffered is requeued there) and every message taken is settled
+    before this returns, so none stays unacknowledged on a channel that lives on.
+    """
     route = link.route
     link.remote_queue = queue
+    pending = Pending()
     send, receive = trio.open_memory_channel[tuple[int, bool]](route.ack + 1)
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(_settle_remote, channel, receive)
-        async with channel.consume(queue, prefetch=route.ack) as consumer:
-            link.up()
-            sender, receiver = link.remote_id_bytes, link.local_id_bytes
-            window, settled = link.window, send.send_nowait
-            async for message in consumer:
-                result = hop(
-                    message.header_payload,
-                    message.body,
-                    sender,
-                    receiver,
-                    route.max_hops,
-                    window,
-                )
-                if result.__class__ is not Forward:
-                    link.dropped(result)  # type: ignore[arg-type]
-                    settled((message.delivery_tag, True))
-                    continue
-                if local.blocked:
-                    await local.wait_unblocked()
-                _publish_local(link, local, message, result, settled)
+    with send, receive:  # closed on the way out: late on_durable calls then do nothing
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(_settle_remote, channel, receive, pending)
+            async with channel.consume(
+                queue, prefetch=route.ack, consumer_tag=LINK_TAG + route.id
+            ) as consumer:
+                if until is not None:
+                    nursery.start_soon(_cancel_after, until, consumer)
+                link.up()
+                await _forward_pulled(link, consumer, local, _settler(send), pending)
+            await pending.drained()
+            nursery.cancel_scope.cancel()
+
+
+async def _cancel_after(until: Callable[[], Awaitable[None]], consumer: Consumer) -> None:
+    await until()
+    await consumer.cancel()  # the iteration ends once the buffer is drained
+
+
+def _settler(send: trio.MemorySendChannel[tuple[int, bool]]) -> Callable[[tuple[int, bool]], None]:
+    """``on_durable`` may run after the session ended (the journal outlives it): then the
+    remote ack cannot be sent, the remote requeues the message, and the window drops the
+    copy when it comes again."""
+
+    def settle(item: tuple[int, bool]) -> None:
+        try:
+            send.send_nowait(item)
+        except (trio.WouldBlock, trio.BrokenResourceError, trio.ClosedResourceError):
+            return
+
+    return settle
+
+
+async def _forward_pulled(
+    link: Link,
+    consumer: Consumer,
+    local: InBrokerClient,
+    settled: Callable[[tuple[int, bool]], None],
+    pending: Pending,
+) -> None:
+    """The pull loop: each remote message is checked (loop, hops, duplicate) and published
+    here; ``settled`` hands its remote settlement to the acking task."""
+    route = link.route
+    sender, receiver = link.remote_id_bytes, link.local_id_bytes
+    window = link.window
+    async for message in consumer:
+        pending.taken()
+        result = hop(
+            message.header_payload,
+            message.body,
+            sender,
+            receiver,
+            route.max_hops,
+            window,
+        )
+        if result.__class__ is not Forward:
+            link.dropped(result)  # type: ignore[arg-type]
+            settled((message.delivery_tag, True))
+            continue
+        if local.blocked:
+            await local.wait_unblocked()
+        _publish_local(link, local, message, result, settled)
 
 
 def _publish_local(
@@ -134,10 +262,13 @@ def _publish_local(
 ) -> None:
     """Publish one pulled message here; settle it on the remote once the copy is stored."""
     tag = message.delivery_tag  # type: ignore[attr-defined]
+    route = link.route
+    # A demand route moves a queue into its namesake here, whatever key it was sent with.
+    key = route.queue if route.kind == "demand" else message.routing_key  # type: ignore[attr-defined]
     try:
         local.publish(
-            link.route.exchange,
-            message.routing_key,  # type: ignore[attr-defined]
+            route.exchange,
+            key,
             message.body,  # type: ignore[attr-defined]
             header=forward.header,
             on_durable=partial(_stored, link, tag, forward.origin, settled),
@@ -157,7 +288,9 @@ def _stored(link: Link, tag: int, origin: bytes, settled, ok: bool) -> None:
 
 
 async def _settle_remote(
-    channel: ClientChannel, receive: trio.MemoryReceiveChannel[tuple[int, bool]]
+    channel: ClientChannel,
+    receive: trio.MemoryReceiveChannel[tuple[int, bool]],
+    pending: Pending,
 ) -> None:
     """Ack (or requeue) remote deliveries in the order their local copies settled.
 
@@ -169,6 +302,7 @@ async def _settle_remote(
             await channel.ack(tag)
         else:
             await channel.nack(tag, requeue=True)
+        pending.settled()
 
 
 async def run_push(link: Link, connection: ClientConnection, local: InBrokerClient) -> None:
@@ -178,7 +312,9 @@ async def run_push(link: Link, connection: ClientConnection, local: InBrokerClie
     await channel.exchange_declare(route.exchange, passive=True)
     await channel.confirm_select()
     send, receive = trio.open_memory_channel[Delivery](route.ack)
-    local.consume(push_queue_name(route.id), send.send_nowait, prefetch=route.ack)
+    local.consume(
+        push_queue_name(route.id), send.send_nowait, prefetch=route.ack, tag=LINK_TAG + route.id
+    )
     link.up()
     async for first in receive:
         batch = [first]
@@ -226,6 +362,7 @@ __all__ = [
     "Verdict",
     "pull_queue_name",
     "push_queue_name",
+    "run_demand",
     "run_dynamic",
     "run_pull",
     "run_push",

@@ -90,6 +90,53 @@ def make_route_app(admin: Admin) -> typer.Typer:
     dynamic_app = typer.Typer(help="Dynamic routes: DEST's bindings on EXCHANGE pull from SRC.")
     app.add_typer(dynamic_app, name="dynamic")
 
+    demand_app = typer.Typer(help="Demand routes: SRC's QUEUE moves to DEST's while DEST consumes.")
+    app.add_typer(demand_app, name="demand")
+
+    @demand_app.command("add")
+    def demand_add(
+        dest: Dest,
+        src: Src,
+        queue: Annotated[str, typer.Argument(help="The queue (same name on both brokers).")],
+        durable: Durable = False,
+        ack: Ack = 100,
+        max_hops: MaxHops = 8,
+        wait: Wait = 3.0,
+        vhost: VhostOption = None,
+        as_json: JsonOption = False,
+        timeout: TimeoutOption = DEFAULT_TIMEOUT,
+    ) -> None:
+        """Messages of QUEUE on SRC move to QUEUE on DEST only while DEST's QUEUE has consumers."""
+        _add(
+            admin,
+            dest,
+            src,
+            as_json,
+            timeout,
+            wait,
+            kind="demand",
+            exchange="",
+            queue=queue,
+            durable=durable,
+            ack=ack,
+            max_hops=max_hops,
+            vhost=vhost,
+        )
+
+    @demand_app.command("del")
+    def demand_del(
+        dest: Dest,
+        src: Src,
+        queue: Annotated[str, typer.Argument(help="The queue.")],
+        vhost: VhostOption = None,
+        as_json: JsonOption = False,
+        timeout: TimeoutOption = DEFAULT_TIMEOUT,
+    ) -> None:
+        """Delete a demand route."""
+        _delete(
+            admin, dest, src, as_json, timeout, kind="demand", exchange="", queue=queue, vhost=vhost
+        )
+
     @dynamic_app.command("add")
     def dynamic_add(
         dest: Dest,
@@ -305,9 +352,9 @@ def _add(
     if as_json:
         emit(result, True, print)
     state = result["state"]
-    if state == "up":
+    if state in ("up", "idle"):
         if not as_json:
-            typer.echo(f"route {result['route']} added; link up to {result['peer']}")
+            typer.echo(f"route {result['route']} added; link {state} to {result['peer']}")
         return
     if wait <= 0 or state == "connecting":
         if not as_json:

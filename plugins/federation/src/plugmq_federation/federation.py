@@ -65,7 +65,7 @@ class Federation:
         with self._client(route.vhost) as client:
             if route.push:
                 self._declare_push_queue(client, route)
-            else:
+            elif route.kind != "demand":  # a demand route moves into a queue, not an exchange
                 client.declare_exchange(route.exchange, passive=True)
         link = self.links[route.id] = Link(route, self.broker, self.broker_id, self.window)
         assert self._nursery is not None
@@ -116,7 +116,7 @@ class Federation:
     async def _remove_queue(self, link: Link) -> str:
         """Delete the route's own queue (local for push, remote for pull); say what happened."""
         route = link.route
-        if route.kind == "queue":
+        if route.kind in ("queue", "demand"):
             return "nothing to remove (the source queue belongs to its owner)"
         queue = link.source_queue()
         if route.push:
@@ -176,7 +176,7 @@ class Federation:
 
 
 def _summary(route: Route) -> str:
-    what = f"queue {route.queue}" if route.kind == "queue" else f"key '{route.key}'"
+    what = f"queue {route.queue}" if route.kind in ("queue", "demand") else f"key '{route.key}'"
     return f"{route.direction} {route.remote_display} exchange '{route.exchange}' {what}"
 
 

@@ -23,7 +23,13 @@ from plugmq.client import (
     connect,
 )
 from plugmq.inbroker import InBrokerClient, open_internal_client
-from plugmq_federation.bridges import pull_queue_name, run_dynamic, run_pull, run_push
+from plugmq_federation.bridges import (
+    pull_queue_name,
+    run_demand,
+    run_dynamic,
+    run_pull,
+    run_push,
+)
 from plugmq_federation.hops import Verdict
 
 if TYPE_CHECKING:
@@ -45,6 +51,7 @@ _BRIDGES = {
     ("exchange", True): run_push,
     ("queue", False): run_pull,
     ("dynamic", False): run_dynamic,
+    ("demand", False): run_demand,
 }
 
 
@@ -157,9 +164,12 @@ class Link:
 
     def up(self) -> None:
         """The bridge is forwarding (called by it once its consumer is in place)."""
+        was = self.state
         self.state = "up"
         self.last_error = ""
         self.first_outcome.set()
+        if was in ("up", "idle"):
+            return
         log.info(
             "federation_link_up", route=self.route.id, remote=self.remote_url, peer=self.remote_id
         )
@@ -188,7 +198,7 @@ class Link:
             "remote": route.remote_display,
             "peer": self.remote_id,
             "exchange": route.exchange,
-            "key": route.queue if route.kind == "queue" else route.key,
+            "key": route.queue if route.kind in ("queue", "demand") else route.key,
             "state": self.state,
             "last_error": self.last_error,
             "attempts": self.attempts,

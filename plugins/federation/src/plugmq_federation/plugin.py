@@ -15,6 +15,7 @@ from plugmq.hookspecs import hookimpl
 from plugmq.management.commands import Command
 from plugmq_federation.bindings import registry_of
 from plugmq_federation.commands import COMMANDS
+from plugmq_federation.demand import consumers_of
 from plugmq_federation.federation import STASH_KEY, Federation
 from plugmq_federation.identity import broker_id, check_broker_id
 from plugmq_federation.link import ID_PROPERTY
@@ -112,3 +113,15 @@ def plugmq_binding_removed(vhost: Any, binding: BindingEvent) -> None:
     registry_of(vhost.broker).removed(
         vhost.name, binding.source, binding.routing_key, binding.arguments
     )
+
+
+@hookimpl
+def plugmq_consumer_added(vhost: Any, queue: Any, consumer: Any) -> None:
+    """Count the queue's consumers (demand routes move messages only where they are)."""
+    consumers_of(vhost.broker).changed(vhost.name, queue.name, consumer.tag, +1)
+
+
+@hookimpl
+def plugmq_consumer_removed(vhost: Any, queue: Any, consumer: Any) -> None:
+    """A consumer went: a demand route with none left stops pulling."""
+    consumers_of(vhost.broker).changed(vhost.name, queue.name, consumer.tag, -1)

@@ -13,7 +13,7 @@ from typing import Any, Literal
 
 from plugmq.client import parse_url
 
-Kind = Literal["exchange", "queue", "dynamic"]
+Kind = Literal["exchange", "queue", "dynamic", "demand"]
 
 DEFAULT_ACK = 100
 DEFAULT_MAX_HOPS = 8
@@ -55,10 +55,10 @@ class Route:
                 parse_url(url)
             except ValueError as error:
                 raise RouteError(str(error)) from error
-        if self.kind not in ("exchange", "queue", "dynamic"):
+        if self.kind not in ("exchange", "queue", "dynamic", "demand"):
             raise RouteError(f"unknown route kind {self.kind!r}")
-        if self.kind == "queue" and not self.queue:
-            raise RouteError("a queue route needs the source queue")
+        if self.kind in ("queue", "demand") and not self.queue:
+            raise RouteError(f"a {self.kind} route needs the source queue")
         if self.kind != "exchange" and self.push:
             raise RouteError(f"a {self.kind} route is a pull route (DEST runs it)")
         if not 1 <= self.ack <= 0xFFFF:
@@ -116,7 +116,7 @@ def _identity(route: Route) -> str:
     """A short id from what makes two routes the same (credentials and options aside)."""
     remotes = sorted(_where(url) for url in route.remote)
     parts = [route.kind, route.direction, route.vhost, *remotes, route.exchange]
-    parts.append(route.queue if route.kind == "queue" else route.key)
+    parts.append(route.queue if route.kind in ("queue", "demand") else route.key)
     return blake2b("\0".join(parts).encode(), digest_size=6).hexdigest()
 
 
