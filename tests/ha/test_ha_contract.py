@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pika
 import pytest
+from support.admin_cli import cli_json, cli_ok, table_rows
 from support.broker_process import BrokerProcess, broker_process
 
 TOY_HA = str(Path(__file__).parent / "plugins" / "toy_ha.py")
@@ -99,6 +100,9 @@ def test_promotion_recovers_and_fencing_stops_everything(toy_broker: BrokerProce
     connection.close()
 
     events = toy_broker.events()
+    # The standby's own service ran until the first promotion ended the standby role.
+    assert _count(events, "toy_standby_service_started") == 1
+    assert _count(events, "toy_standby_service_stopped") == 1
     assert _count(events, "toy_service_started") == 2
     assert _count(events, "toy_service_stopped") == 1
     actives = [e for e in events if e.get("event") == "broker_active"]
@@ -111,3 +115,14 @@ def test_promotion_recovers_and_fencing_stops_everything(toy_broker: BrokerProce
         ("master", "fenced", False),
         ("fenced", "master", True),
     ]
+
+
+def test_stat_ha_shows_role_epoch_and_the_strategys_details(toy_broker: BrokerProcess) -> None:
+    port = _promote(toy_broker)
+    url = f"amqp://guest:guest@127.0.0.1:{port}/"
+    [row] = cli_json(url, "stat", "ha")
+    assert row["role"] == "master" and row["epoch"] == 1 and row["mode"] == "toy"
+    assert row["details"] == {"master_url": MASTER_URL}
+    assert row["listening"] == [f"tcp://127.0.0.1:{port}"]
+    human = table_rows(cli_ok(url, "stat", "ha"))
+    assert human[0]["role"] == "master" and human[0]["details"] == f"master_url={MASTER_URL}"

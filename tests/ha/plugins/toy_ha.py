@@ -43,6 +43,7 @@ class ToyHA:
         """Wait as a redirecting standby; follow the signals."""
         with trio.open_signal_receiver(signal.SIGUSR1, signal.SIGUSR2) as signals:
             await broker.become(Role.STANDBY)
+            await broker.start_service(_standby_watch)
             await broker.serve_clients()
             task_status.started()
             async for signum in signals:
@@ -56,6 +57,16 @@ class ToyHA:
     def describe(self) -> dict[str, Any]:
         """The configured master URL."""
         return {"master_url": self.master_url}
+
+
+async def _standby_watch(task_status: trio.TaskStatus[None]) -> None:
+    """Standby work (a lock watcher would run here): lives until the role changes."""
+    log.info("toy_standby_service_started")
+    task_status.started()
+    try:
+        await trio.sleep_forever()
+    finally:
+        log.info("toy_standby_service_stopped")
 
 
 @hookimpl
