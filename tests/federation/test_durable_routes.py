@@ -2,12 +2,21 @@
 
 The brokers keep their ports across restarts (a route names its remote by URL). Messages
 published on SRC while DEST is down wait in the route's durable queue on SRC and arrive when
-DEST is back; after both were killed the route is still there and still forwards.
+DEST is back; after both were killed the route is still there and still forwards. The route
+is kept in the plugin's journaled settings.
 """
 
 from __future__ import annotations
 
-from support.federation import bind_queue, collect, free_port, manage, plugmq_ok, publish
+from support.federation import (
+    bind_queue,
+    collect,
+    collect_all,
+    free_port,
+    manage,
+    plugmq_ok,
+    publish,
+)
 
 from .conftest import StartBrokers
 
@@ -31,5 +40,8 @@ def test_durable_route_survives_kill_of_both_ends(start_brokers: StartBrokers) -
         ("amq.topic", "audit.#", True)
     ]
     publish(src, "amq.topic", ((f"audit.{i}", b"c%d" % i) for i in range(50)))
-    got = sorted(body for _, body, _ in collect(dest, "audit", 100, timeout=60))
-    assert got == sorted([b"b%d" % i for i in range(50)] + [b"c%d" % i for i in range(50)])
+    wanted = {b"b%d" % i for i in range(50)} | {b"c%d" % i for i in range(50)}
+    got = collect_all(dest, "audit", wanted, timeout=60)
+    # Acks are not synchronously durable (in any broker): after kill -9 of both ends a
+    # message of the first batch may come again; nothing else may.
+    assert set(got) - wanted <= {b"a%d" % i for i in range(50)}, set(got) - wanted

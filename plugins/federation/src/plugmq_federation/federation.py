@@ -18,7 +18,7 @@ from plugmq.inbroker import InBrokerClient, open_internal_client
 from plugmq_federation.bridges import push_queue_name
 from plugmq_federation.dedup import DuplicateWindow
 from plugmq_federation.link import CONNECT_TIMEOUT, Link
-from plugmq_federation.persistence import RouteFile
+from plugmq_federation.persistence import RouteStore
 from plugmq_federation.routes import Route
 
 log = structlog.get_logger("plugmq.federation")
@@ -33,12 +33,10 @@ class FederationError(Exception):
 class Federation:
     """Routes and links of one broker."""
 
-    def __init__(
-        self, broker: Any, broker_id: str, routes_file: RouteFile, static: list[Route]
-    ) -> None:
+    def __init__(self, broker: Any, broker_id: str, store: RouteStore, static: list[Route]) -> None:
         self.broker = broker
         self.broker_id = broker_id
-        self.routes_file = routes_file
+        self.store = store
         self.static = static
         self.window = DuplicateWindow()
         self.links: dict[str, Link] = {}
@@ -46,9 +44,10 @@ class Federation:
 
     async def run(self, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Start the links of the static and durable routes; serve until cancelled (fenced)."""
+        await self.store.settings.durable()  # a newly generated broker id, before it is used
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
-            for route in [*self.static, *self.routes_file.load()]:
+            for route in [*self.static, *self.store.load()]:
                 try:
                     self._start(route)
                 except (FederationError, AMQPError) as error:
@@ -94,7 +93,7 @@ class Federation:
         except AMQPError as error:
             raise FederationError(_amqp_reason(error, route)) from error
         if route.durable:
-            await self._save()
+            await self.store.save(route)
         log.info("federation_route_added", route=route.id, summary=_summary(route))
         if wait > 0:
             with trio.move_on_after(wait):
@@ -107,8 +106,7 @@ class Federation:
         if link is None:
             raise FederationError(f"no such route ({_summary(route)})")
         link.cancel_scope.cancel()
-        if link.route.durable:
-            await self._save()
+        await self.store.forget(link.route)
         cleanup = await self._remove_queue(link)
         log.info("federation_route_deleted", route=route.id, cleanup=cleanup)
         return {"route": route.id, "cleanup": cleanup}
@@ -137,10 +135,6 @@ class Federation:
         except (ConnectionFailed, ConnectionClosed, AMQPClientError, trio.TooSlowError) as error:
             return f"could not delete queue {queue} on {route.remote_display}: {error}"
         return f"deleted queue {queue} on {route.remote_display}"
-
-    async def _save(self) -> None:
-        durable = [link.route for link in self.links.values() if link.route.durable]
-        await trio.to_thread.run_sync(self.routes_file.save, durable)
 
     def find(self, route: Route) -> Link | None:
         """The link of a route equal to ``route`` (same ends, exchange and key)."""

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import typer
@@ -17,9 +16,9 @@ from plugmq_federation.bindings import registry_of
 from plugmq_federation.commands import COMMANDS
 from plugmq_federation.demand import consumers_of
 from plugmq_federation.federation import STASH_KEY, Federation
-from plugmq_federation.identity import broker_id, check_broker_id
+from plugmq_federation.identity import check_broker_id
 from plugmq_federation.link import ID_PROPERTY
-from plugmq_federation.persistence import RouteFile
+from plugmq_federation.persistence import NAMESPACE, RouteStore, broker_id
 from plugmq_federation.routes import RouteError, parse_static
 
 GROUP = "Federation"
@@ -33,7 +32,7 @@ def plugmq_add_options(options: OptionRegistry) -> None:
         type=str,
         default=None,
         help="This broker's id in federation paths (default: a uuid made once and kept in "
-        "<data-dir>/federation/broker-id). Every broker of a federation needs its own.",
+        "the broker's durable settings). Every broker of a federation needs its own.",
         group=GROUP,
     )
     options.add(
@@ -59,18 +58,14 @@ def plugmq_configure(config: Config) -> None:
             raise ConfigError(str(error)) from error
 
 
-def _directory(config: Config) -> Path:
-    return Path(config.get("data_dir") or "./plugmq-data") / "federation"
-
-
 @hookimpl
 def plugmq_services(broker: Any) -> list:
     """The federation service: every route's link, while this broker is master."""
     config = broker.config
-    directory = _directory(config)
+    settings = broker.settings(NAMESPACE)
     static = [parse_static(text) for text in config.get("federation_route") or ()]
     federation = Federation(
-        broker, broker_id(config.get("broker_id"), directory), RouteFile(directory), static
+        broker, broker_id(config.get("broker_id"), settings), RouteStore(settings), static
     )
     broker.stash[STASH_KEY] = federation
     return [federation.run]
