@@ -8,7 +8,16 @@ forwarded. Deleting the route removes the queue it made on the other broker.
 from __future__ import annotations
 
 import pytest
-from support.federation import bind_queue, collect, depth, plugmq_json, plugmq_ok, publish
+from support.federation import (
+    bind_queue,
+    collect,
+    depth,
+    manage,
+    plugmq_json,
+    plugmq_ok,
+    publish,
+)
+from support.polling import wait_for
 
 from .conftest import StartBrokers
 
@@ -37,6 +46,8 @@ def test_exchange_route_forwards_matching_messages_once(
     assert all(key.startswith("orders.") for key, _, _ in got)
     assert len(collect(src, "local", COUNT + 20)) == COUNT + 20  # SRC's own consumers too
     owner = src if push else dest
+    # The backlog (SRC's queue for pull, the local one for push) drains to 0.
+    wait_for(lambda: manage(owner, "link.list")[0]["backlog"] == 0, timeout=10)
     links = plugmq_json("link", "list", owner.url)
     assert [(link["state"], link["forwarded"], link["peer"]) for link in links] == [
         ("up", COUNT, "dest" if push else "src")

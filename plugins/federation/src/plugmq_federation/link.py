@@ -44,6 +44,8 @@ FIRST_DELAY = 1.0
 MAX_DELAY = 30.0
 CONNECT_TIMEOUT = 5.0
 HEARTBEAT = 10
+#: Seconds between two reads of a pull link's remote queue depth.
+BACKLOG_EVERY = 2.0
 
 
 _BRIDGES = {
@@ -72,6 +74,7 @@ class Link:
         self.remote_id_bytes = b""
         self.remote_url = ""
         self.remote_queue = ""
+        self.remote_backlog: int | None = None
         #: The (key, path) bindings a dynamic route made on its remote queue; None until the
         #: first session has cleared what an earlier life of the route left there.
         self.remote_bindings: set[tuple[str, str]] | None = None
@@ -129,6 +132,8 @@ class Link:
             try:
                 async with trio.open_nursery() as nursery:
                     nursery.start_soon(_watch, connection)
+                    if not route.push:
+                        nursery.start_soon(self._sample_backlog, connection)
                     bridge = _BRIDGES[route.kind, route.push]
                     await bridge(self, connection, local)
                     nursery.cancel_scope.cancel()
@@ -140,6 +145,24 @@ class Link:
             finally:
                 local.close()  # requeues what the bridge held unsettled
         raise ConnectionClosed(0, "the remote broker ended the federation consumer")
+
+    async def _sample_backlog(self, connection: Any) -> None:
+        """Read the remote queue's depth now and then (``link list`` shows it as backlog).
+
+        A passive declare on a channel of its own: a 404 closes that channel, not the
+        bridge's (the queue may not be declared yet).
+        """
+        queue = self.source_queue()
+        while True:
+            try:
+                async with connection.channel() as channel:
+                    while True:
+                        declared = await channel.queue_declare(queue, passive=True)
+                        self.remote_backlog = declared.message_count
+                        await trio.sleep(BACKLOG_EVERY)
+            except ChannelClosed:
+                self.remote_backlog = None
+                await trio.sleep(BACKLOG_EVERY)
 
     def _identify(self, properties: dict[str, Any], url: str) -> None:
         remote_id = properties.get(ID_PROPERTY)
@@ -207,7 +230,7 @@ class Link:
             "loops": self.drops[Verdict.LOOP],
             "hop_limited": self.drops[Verdict.MAX_HOPS],
             "duplicates": self.drops[Verdict.DUPLICATE],
-            "backlog": backlog,
+            "backlog": self.remote_backlog if backlog is None else backlog,
             "rate": round(self.rate, 1),
         }
 
