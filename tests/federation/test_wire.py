@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from pamqp import commands
 
 from plugmq.amqp.content import decode_properties, encode_header
-from plugmq_federation.dedup import DuplicateWindow
+from plugmq_federation.dedup import DuplicateWindow, InDoubt
 from plugmq_federation.hops import Forward, Verdict, hop
 from plugmq_federation.wire import scan, with_path
 
@@ -75,9 +75,23 @@ def test_hop_refuses_loops_hop_limits_and_duplicates() -> None:
     assert hop(forward.header, b"body", b"b", b"a", 8, None) is Verdict.LOOP
     assert isinstance(hop(forward.header, b"body", b"b", b"c", 2, None), Forward)  # 2nd hop
     assert hop(forward.header, b"body", b"b", b"c", 1, None) is Verdict.MAX_HOPS
-    assert hop(first, b"body", b"a", b"b", 8, window) is Verdict.DUPLICATE
-    # Without a message id the content identifies a copy; the window is bounded.
+    assert hop(first, b"body", b"a", b"b", 8, window) is Verdict.DUPLICATE  # same message id
+
+
+def test_identical_messages_without_id_pass_but_path_copies_and_resends_do_not() -> None:
+    window, in_doubt = DuplicateWindow(), InDoubt(16)
     plain = _header({})
-    assert isinstance(hop(plain, b"x", b"a", b"b", 8, window), Forward)
-    assert isinstance(hop(plain, b"y", b"a", b"b", 8, window), Forward)
-    assert isinstance(hop(first, b"body", b"a", b"b", 8, window), Forward)  # m1 was evicted
+    # Two identical messages from a, each reaching d directly and through b.
+    direct = [hop(plain, b"x", b"a", b"d", 8, window, in_doubt) for _ in range(2)]
+    assert all(isinstance(f, Forward) for f in direct)
+    via_b = hop(plain, b"x", b"a", b"b", 8, None)
+    assert isinstance(via_b, Forward)
+    for _ in range(2):
+        assert hop(via_b.header, b"x", b"b", b"d", 8, window, in_doubt) is Verdict.DUPLICATE
+    # The link stored the first one; the source resends it (redelivered): recognised once.
+    in_doubt.stored(direct[0].key)
+    assert hop(plain, b"x", b"a", b"d", 8, window, in_doubt, redelivered=True) is (
+        Verdict.DUPLICATE
+    )
+    # A third identical message, not a resend, passes.
+    assert isinstance(hop(plain, b"x", b"a", b"d", 8, window, in_doubt), Forward)

@@ -15,7 +15,7 @@ from enum import Enum
 from hashlib import blake2b
 from typing import NamedTuple
 
-from plugmq_federation.dedup import DuplicateWindow
+from plugmq_federation.dedup import DuplicateWindow, InDoubt
 from plugmq_federation.wire import scan, with_path
 
 SEPARATOR = b","
@@ -24,10 +24,12 @@ STAMP = b";"
 
 
 class Forward(NamedTuple):
-    """Forward the message with this header; ``origin`` is what the window admitted."""
+    """Forward the message with this header; ``key`` and ``route`` are what the window
+    admitted (None when no window was asked)."""
 
     header: bytes
-    origin: bytes | None
+    key: bytes | None
+    route: bytes
 
 
 class Verdict(Enum):
@@ -45,11 +47,14 @@ def hop(
     receiver: bytes,
     max_hops: int,
     window: DuplicateWindow | None,
+    in_doubt: InDoubt | None = None,
+    redelivered: bool = False,
 ) -> Forward | Verdict:
     """The header the message gets at ``receiver``, or why it must not go there.
 
-    ``window`` is the receiver's duplicate window (None when the receiver is remote: a push
-    route cannot see the destination's window, see the docs' "Guarantees").
+    ``window`` is the receiver's duplicate window and ``in_doubt`` the link's (None when the
+    receiver is remote: a push route cannot see the destination's, see the docs'
+    "Guarantees"); ``redelivered`` is the delivery's flag (a resend is recognised by it).
     """
     found = scan(header)
     route, _, stamp = (found.path or b"").partition(STAMP)
@@ -62,13 +67,15 @@ def hop(
         # First hop of a message without an id: its content names it, computed once here
         # and carried on, because later headers differ by path.
         stamp = blake2b(header + body, digest_size=12).hexdigest().encode()
-    origin = None
+    key = None
     if window is not None:
-        origin = path[0] + (b"/" + found.message_id if found.message_id else b"#" + stamp)
-        if not window.admit(origin):
+        key = path[0] + (b"/" + found.message_id if found.message_id else b"#" + stamp)
+        if redelivered and in_doubt is not None and in_doubt.resent(key):
+            return Verdict.DUPLICATE
+        if not window.admit(key, route, not found.message_id):
             return Verdict.DUPLICATE
     path.append(receiver)
     value = SEPARATOR.join(path)
     if stamp:
         value += STAMP + stamp
-    return Forward(with_path(header, found, value), origin)
+    return Forward(with_path(header, found, value), key, route)

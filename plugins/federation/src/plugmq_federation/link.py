@@ -30,6 +30,7 @@ from plugmq_federation.bridges import (
     run_pull,
     run_push,
 )
+from plugmq_federation.dedup import InDoubt
 from plugmq_federation.hops import Verdict
 
 if TYPE_CHECKING:
@@ -44,6 +45,8 @@ FIRST_DELAY = 1.0
 MAX_DELAY = 30.0
 CONNECT_TIMEOUT = 5.0
 HEARTBEAT = 10
+#: At least this many recently stored messages are remembered as possibly unacknowledged.
+IN_DOUBT_MIN = 4096
 #: Seconds between two reads of a pull link's remote queue depth.
 BACKLOG_EVERY = 2.0
 
@@ -70,6 +73,8 @@ class Link:
         self.local_id = local_id
         self.local_id_bytes = local_id.encode()
         self.window = window
+        #: Keys of messages stored lately, whose acks the remote may not have had.
+        self.in_doubt = InDoubt(max(4 * route.ack, IN_DOUBT_MIN))
         self.remote_id = ""
         self.remote_id_bytes = b""
         self.remote_url = ""
