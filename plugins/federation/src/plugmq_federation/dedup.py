@@ -18,16 +18,21 @@ from __future__ import annotations
 
 from collections import Counter, OrderedDict, deque
 
-DEFAULT_SIZE = 200_000
+#: Keys remembered: path copies in a mesh arrive within this many messages of each other.
+DEFAULT_SIZE = 100_000
 
 
 class DuplicateWindow:
-    """Origin keys a broker took recently (bounded by count); one per broker, shared by links."""
+    """Origin keys a broker took recently (bounded by count); one per broker, shared by links.
+
+    Most keys arrive once, so an entry stays small until a second arrival: ``None`` for a
+    message id, the first path for a content key; then ``[admitted, {path: arrived}]``.
+    """
 
     def __init__(self, size: int = DEFAULT_SIZE) -> None:
         self.size = size
-        #: key -> [admitted, {path: arrived}]; insertion order makes eviction O(1).
-        self._seen: OrderedDict[bytes, list] = OrderedDict()
+        #: Insertion order makes evicting the oldest O(1).
+        self._seen: OrderedDict[bytes, bytes | list | None] = OrderedDict()
 
     def admit(self, key: bytes, path: bytes, counted: bool) -> bool:
         """True (and remember it) when the message is not a copy of one admitted.
@@ -35,32 +40,41 @@ class DuplicateWindow:
         ``counted`` keys (content digests) admit one message per arrival over the busiest
         path; the others (message ids) admit once.
         """
-        entry = self._seen.get(key)
-        if entry is None:
-            self._seen[key] = [1, {path: 1}]
-            if len(self._seen) > self.size:
-                self._seen.popitem(last=False)
+        seen = self._seen
+        if key not in seen:
+            seen[key] = path if counted else None
+            if len(seen) > self.size:
+                seen.popitem(last=False)
             return True
-        if not counted:
+        entry = seen[key]
+        if entry is None:
             return False
-        arrived = entry[1][path] = entry[1].get(path, 0) + 1
-        if arrived > entry[0]:
-            entry[0] = arrived
+        if entry.__class__ is bytes:
+            entry = seen[key] = [1, {entry: 1}]
+        arrived = entry[1][path] = entry[1].get(path, 0) + 1  # type: ignore[index]
+        if arrived > entry[0]:  # type: ignore[index]
+            entry[0] = arrived  # type: ignore[index]
             return True
         return False
 
     def forget(self, key: bytes, path: bytes) -> None:
         """Undo one admission (its forwarding failed, so a later copy must be let in)."""
-        entry = self._seen.get(key)
-        if entry is None:
+        entry = self._seen.get(key, _ABSENT)
+        if entry is _ABSENT:
             return
-        entry[0] -= 1
-        entry[1][path] = entry[1].get(path, 1) - 1
-        if entry[0] <= 0:
+        if entry is None or entry.__class__ is bytes:
+            del self._seen[key]
+            return
+        entry[0] -= 1  # type: ignore[index]
+        entry[1][path] = entry[1].get(path, 1) - 1  # type: ignore[index]
+        if entry[0] <= 0:  # type: ignore[index]
             del self._seen[key]
 
     def __len__(self) -> int:
         return len(self._seen)
+
+
+_ABSENT = object()
 
 
 class InDoubt:

@@ -136,10 +136,6 @@ class Federation:
             return f"could not delete queue {queue} on {route.remote_display}: {error}"
         return f"deleted queue {queue} on {route.remote_display}"
 
-    def find(self, route: Route) -> Link | None:
-        """The link of a route equal to ``route`` (same ends, exchange and key)."""
-        return self.links.get(route.id)
-
     # -- reports -------------------------------------------------------------------------------
 
     def list_routes(self) -> dict[str, Any]:

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 import structlog
 import trio
 
+from plugmq.amqp.errors import AMQPError
 from plugmq.client import (
     AMQPClientError,
     ChannelClosed,
@@ -25,6 +26,7 @@ from plugmq.client import (
 from plugmq.inbroker import InBrokerClient, open_internal_client
 from plugmq_federation.bridges import (
     pull_queue_name,
+    push_queue_name,
     run_demand,
     run_dynamic,
     run_pull,
@@ -185,7 +187,7 @@ class Link:
     def _local_client(self) -> InBrokerClient:
         try:
             return open_internal_client(self.broker, self.route.vhost)
-        except Exception as error:  # NoSuchVHost (403): reported, retried
+        except AMQPError as error:  # NoSuchVHost (403): reported, retried
             raise LinkError(f"local vhost '{self.route.vhost}': {error}") from error
 
     # -- state ---------------------------------------------------------------------------------
@@ -241,8 +243,6 @@ class Link:
 
     def source_queue(self) -> str:
         """The queue the route drains (remote for pull, local for push)."""
-        from plugmq_federation.bridges import push_queue_name
-
         if self.route.push:
             return push_queue_name(self.route.id)
         return self.route.queue or pull_queue_name(self.local_id, self.route.id)
