@@ -19,11 +19,12 @@ import os
 import time
 from pathlib import Path
 
+from plugmq.api import ConfigError
 from plugmq_ha_sharedfs import filesystems
 from plugmq_ha_sharedfs.lease import sync_directory
 
 
-class DirectoryError(Exception):
+class DirectoryError(ConfigError):
     """The shared directory cannot be used: the message says why and what to do."""
 
 

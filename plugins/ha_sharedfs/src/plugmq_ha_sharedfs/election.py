@@ -25,13 +25,14 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from plugmq.api import ConfigError
 from plugmq_ha_sharedfs import lease as lease_file
 from plugmq_ha_sharedfs.directory import SharedDirectory
 from plugmq_ha_sharedfs.filelock import RecordLock
 from plugmq_ha_sharedfs.lease import ForeignLease, Holder, Lease, LeaseError
 
 
-class ForeignGroup(Exception):
+class ForeignGroup(ConfigError):
     """The directory belongs to another group or plugmq version: stop, touch nothing."""
 
 

@@ -15,11 +15,14 @@ import fcntl
 import os
 from pathlib import Path
 
+from plugmq.api import ConfigError
+
 _BUSY = (errno.EACCES, errno.EAGAIN, errno.EWOULDBLOCK)
 
 
-class LockError(Exception):
-    """The lock file cannot be opened or locked for a reason other than another holder."""
+class LockError(ConfigError):
+    """The lock file cannot be opened or locked for a reason other than another holder
+    (the broker stops with this message: without working locks there is no safe master)."""
 
 
 class RecordLock:

@@ -84,7 +84,13 @@ class SharedFSHA:
 
     async def _wait_for_lease(self) -> Decision:
         while True:
-            decision = await trio.to_thread.run_sync(self.election.consider)
+            try:
+                decision = await trio.to_thread.run_sync(self.election.consider)
+            except OSError as error:
+                # The shared filesystem hiccuped (NFS server restarting): look again later.
+                log.warning("ha_directory_error", error=f"{error.strerror or error}")
+                await trio.sleep(self.poll)
+                continue
             if decision.epoch is not None:
                 return decision
             self._log_waiting(decision)
@@ -182,7 +188,12 @@ class SharedFSHA:
         self.election.valid_until = 0.0  # the gate refuses from this instant
         if not clean:
             await broker.fence(reason or "sharedfs mastership given up", keep_listening=True)
-        await trio.to_thread.run_sync(lambda: self.election.give_up(mark_released=True))
+        try:
+            await trio.to_thread.run_sync(lambda: self.election.give_up(mark_released=True))
+        except OSError as error:
+            # The lock is dropped anyway (give_up's finally); standbys take over by the lease.
+            log.warning("ha_release_failed", error=f"{error.strerror or error}")
+            return
         log.info("ha_lease_released", clean=clean, epoch=broker.epoch)
 
     def serving(self, broker: BrokerAPI) -> bool:
