@@ -52,6 +52,12 @@ def test_kill_9_of_the_master_loses_no_confirmed_message(tmp_path: Path) -> None
         clients.stop()
         left = drain(group.parameters(), "ha-orders")
         check_ledger(clients.ledger, left)
+        ledger = clients.ledger
+        print(  # the figures of a long run, for its report (pytest -s)
+            f"\n{ROUNDS} takeovers: {len(ledger.confirmed)} confirmed, "
+            f"{len(ledger.committed_acks)} acked in committed transactions, {len(left)} left, "
+            f"{len(ledger.in_doubt_acks)} acks in doubt, {len(ledger.errors)} client reconnects"
+        )
         used = {port for port, count in clients.ledger.confirmed_by_port.items() if count}
         assert len(used) >= min(3, ROUNDS + 1) - 1, f"confirms came from {used} only"
     finally:
