@@ -138,20 +138,24 @@ class SharedFSHA:
         self.role = Role.MASTER
         self.members = await trio.to_thread.run_sync(self.directory.member_urls)
         try:
-            await broker.promote(epoch=decision.epoch)
+            reason = await self._hold(broker, decision.epoch)
         except BaseException:
             # A failed recovery must not leave the lease claimed: another broker may do better.
             with trio.CancelScope(shield=True):
                 await self._let_go(broker, clean=False)
             raise
-        reason = await self._hold(broker)
         log.warning("ha_mastership_lost", epoch=decision.epoch, reason=reason)
         await self._let_go(broker, clean=False, reason=reason)
         await broker.become(Role.STANDBY)
         await broker.serve_clients()
 
-    async def _hold(self, broker: BrokerAPI) -> str:
-        """Renew until mastership is lost; return why. The watchdog bounds a hung renewal."""
+    async def _hold(self, broker: BrokerAPI, epoch: int) -> str:
+        """Promote and serve, renewing all along, until mastership is lost; return why.
+
+        Renewal starts before the promotion: recovering a large store can take longer than
+        the lease, and a standby must not see the lease go stale meanwhile. A loss during the
+        promotion cancels it. The watchdog bounds a renewal that hangs (dead NFS server).
+        """
         lost: list[str] = []
         async with trio.open_nursery() as nursery:
 
@@ -177,6 +181,8 @@ class SharedFSHA:
 
             nursery.start_soon(renew)
             nursery.start_soon(watchdog)
+            await broker.promote(epoch=epoch)
+            await trio.sleep_forever()
         return lost[0]
 
     async def _let_go(self, broker: BrokerAPI, *, clean: bool, reason: str = "") -> None:
