@@ -139,8 +139,9 @@ class SharedFSHA:
         self.members = await trio.to_thread.run_sync(self.directory.member_urls)
         try:
             reason = await self._hold(broker, decision.epoch)
-        except BaseException:
+        except Exception:
             # A failed recovery must not leave the lease claimed: another broker may do better.
+            # (Cancellation is a shutdown: run() hands over cleanly.)
             with trio.CancelScope(shield=True):
                 await self._let_go(broker, clean=False)
             raise
