@@ -15,7 +15,7 @@ Usage (from the repository root)::
   against a broker without HA and against a sharedfs master (with a standby waiting), one
   after the other in the same run.
 
-Writes ``benchmarks/results/ha_failover.json`` and prints markdown tables.
+Writes ``benchmarks/results/ha_failover.json`` (``--out``) and prints markdown tables.
 """
 
 from __future__ import annotations
@@ -37,6 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from brokers import PlugmqBroker, amqp_ready
 
 from plugmq.client import AMQPClientError, ConnectionFailed, connect
+from plugmq.logging import configure_logging
 
 PLUGINS = ("--no-autoload", "--load-module", "transport_tcp", "--load-module", "store_bdb")
 HA = ("--load-module", "ha_sharedfs", "--ha", "sharedfs")
@@ -51,8 +52,9 @@ class Member(PlugmqBroker):
     def __init__(self, base: Path, shared: Path, lease: float) -> None:
         super().__init__(base)
         url = f"amqp://127.0.0.1:{self.port}/"
+        # Info level: the benchmark reads broker_active (with its epoch) from the log.
         self.args = [*PLUGINS, *HA, "--data-dir", str(shared), "--ha-lease", str(lease),
-                     "--ha-advertise-url", url]  # fmt: skip
+                     "--ha-advertise-url", url, "--log-level", "info"]  # fmt: skip
 
     def active_epochs(self) -> list[int]:
         """Epochs this member became master in (from its log)."""
@@ -202,7 +204,9 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=10.0)
     parser.add_argument("--lease", type=float, default=10.0)
     parser.add_argument("--skip-steady", action="store_true")
+    parser.add_argument("--out", default="ha_failover.json", help="file in benchmarks/results")
     options = parser.parse_args()
+    configure_logging("warning")  # the probes' connection attempts are not news
     results: dict[str, Any] = {"failover": []}
     with tempfile.TemporaryDirectory(prefix="plugmq-ha-bench-") as scratch:
         base = Path(scratch)
@@ -213,7 +217,7 @@ def main() -> None:
             results["failover"].append(
                 failover(base / f"backlog-{backlog}", backlog, options.rounds, options.lease)
             )
-    out = Path(__file__).resolve().parent / "results" / "ha_failover.json"
+    out = Path(__file__).resolve().parent / "results" / options.out
     out.write_text(json.dumps(results, indent=1))
     print("\n| backlog | confirm p50 (s) | confirm max (s) | deliver p50 (s) | deliver max (s) |")
     print("|---:|---:|---:|---:|---:|")

@@ -22,7 +22,7 @@ break the lease, on any clock rate both share.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from plugmq.api import ConfigError
@@ -197,7 +197,7 @@ class Election:
         except LeaseError as error:
             return f"the lease file was changed by someone else: {error}"
         self.last_seen = other
-        if other.epoch > self.mine.epoch if self.mine else False:
+        if self.mine is not None and other.epoch > self.mine.epoch:
             return f"a newer epoch took over: {other.describe()}"
         return f"the lease file was changed by someone else: {other.describe()}"
 
@@ -209,7 +209,7 @@ class Election:
             if mark_released and self.mine is not None and self.takeover_lock.try_acquire():
                 try:
                     if lease_file.read_raw(self.path) == self._written:
-                        released = Lease(**{**self.mine.__dict__, "released": True})
+                        released = replace(self.mine, released=True)
                         self._written = lease_file.write(self.path, released)
                 finally:
                     self.takeover_lock.release()

@@ -91,6 +91,9 @@ def make_ha_app(admin: Admin) -> typer.Typer:
             result = read_directory_status(data_dir)
         except (LeaseError, OSError) as error:
             fail(str(error))
-        typer.echo(json.dumps(result, indent=1)) if as_json else _show(result)
+        if as_json:
+            typer.echo(json.dumps(result, indent=1))
+        else:
+            _show(result)
 
     return app
