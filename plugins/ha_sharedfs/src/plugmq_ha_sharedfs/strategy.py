@@ -204,8 +204,10 @@ class SharedFSHA:
         log.info("ha_lease_released", clean=clean, epoch=broker.epoch)
 
     def serving(self, broker: BrokerAPI) -> bool:
-        """True when this broker may take clients: master with a lease valid right now."""
-        return broker.role is Role.MASTER and self.election.valid()
+        """True when this broker may take clients: an active master (recovery done) whose
+        lease is valid right now. The role is master from the start of the promotion, so a
+        client let in during recovery would see queues half rebuilt."""
+        return broker.role is Role.MASTER and broker.active.is_set() and self.election.valid()
 
     def redirect_text(self, broker: BrokerAPI) -> str:
         """The close text a refused client gets: where the master is."""
