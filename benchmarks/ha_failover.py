@@ -141,7 +141,10 @@ def failover(base: Path, backlog: int, rounds: int, lease: float) -> dict[str, A
     finally:
         for member in members:
             member.stop()
+    events = [e for m in members for e in m.events()]
     return {
+        "takeover_reasons": [e["reason"] for e in events if e.get("event") == "ha_taking_over"],
+        "fenced": sum(1 for e in events if e.get("event") == "broker_fenced"),
         "backlog": backlog,
         "rounds": rounds,
         "fill_confirmed_per_s": fill_rate,
