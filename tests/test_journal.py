@@ -97,3 +97,42 @@ async def test_writer_gathers_only_while_consumers_cancel_enqueues(autojump_cloc
         assert trio.current_time() - started >= GATHER_SECONDS
         nursery.cancel_scope.cancel()
     assert store.batches == [[enqueued(1)], [enqueued(3)], [enqueued(4)]]
+
+
+class RefusingGate:
+    """A gate that lets batches through until told to refuse (an HA lease that lapsed)."""
+
+    name = "refusing"
+
+    def __init__(self, journal: Journal) -> None:
+        self.journal = journal
+        self.refuse = False
+
+    def may_write(self) -> str | None:
+        return "lease lapsed" if self.refuse else None
+
+    def written(self, upto_seq: int, records: Sequence[Record]) -> None:
+        self.journal.release(self, upto_seq)
+
+
+async def test_a_gate_that_refuses_before_a_batch_keeps_it_out_of_the_store() -> None:
+    store = RecordingStore()
+    journal = Journal(store)
+    gate = RefusingGate(journal)
+    journal.add_gate(gate)
+    confirmed: list[int] = []
+    async with trio.open_nursery() as nursery:
+        await nursery.start(journal.run)
+        first = journal.append(enqueued(1))
+        journal.when_durable(first, lambda: confirmed.append(first))
+        await journal.flush()
+        gate.refuse = True
+        second = journal.append(enqueued(2))
+        journal.when_durable(second, lambda: confirmed.append(second))
+        with trio.fail_after(5):
+            while not journal.fenced:
+                await trio.sleep(0.005)
+        nursery.cancel_scope.cancel()
+    assert [[r.message_id for r in batch] for batch in store.batches] == [[1]]
+    assert confirmed == [first], "a refused batch must confirm nothing"
+    assert journal.durable_seq == first

@@ -52,6 +52,15 @@ GATHER_SECONDS = 0.010
 FAILED_RANGES_KEPT = 1024
 
 
+class WriteRefused:
+    """A gate's ``may_write`` refused a batch: nothing of it reached the store."""
+
+    __slots__ = ("reason",)
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+
+
 class DurabilityGate(Protocol):
     """Holds records back from being confirmed until something else has them (replication).
 
@@ -67,6 +76,11 @@ class DurabilityGate(Protocol):
         the batch's records (cancelled pairs left out). Ship or track them, then call
         ``journal.release(self, seq)`` or ``journal.fail(self, seq, reason)``."""
         ...
+
+    # Optional: ``may_write(self) -> str | None``. When a gate has it, the writer thread calls
+    # it just before every batch reaches the store; a reason (not None) means this broker may
+    # no longer write (its HA lease lapsed): the batch is not written and the journal fences
+    # itself. It runs on the writer thread, so it must only read thread-safe state.
 
 
 class Journal:
@@ -92,6 +106,8 @@ class Journal:
         #: Every record up to here is in the store (durable_seq may lag behind: gates).
         self.written_seq = 0
         self._gates: dict[DurabilityGate, int] = {}
+        #: ``may_write`` of the gates that have one (asked before every batch, see the gate).
+        self._write_checks: list[Callable[[], str | None]] = []
         #: (first, last) sequence ranges that were written but will never be confirmed.
         self.failures: deque[tuple[int, int]] = deque(maxlen=FAILED_RANGES_KEPT)
         self.fenced = False
@@ -138,10 +154,16 @@ class Journal:
     def add_gate(self, gate: DurabilityGate) -> None:
         """Hold every record written from now on until ``gate`` releases it."""
         self._gates[gate] = self.written_seq
+        check = getattr(gate, "may_write", None)
+        if check is not None and check not in self._write_checks:
+            self._write_checks.append(check)
 
     def remove_gate(self, gate: DurabilityGate) -> None:
         """Stop waiting for ``gate`` (what it held becomes durable if the store has it)."""
         self._gates.pop(gate, None)
+        check = getattr(gate, "may_write", None)
+        if check in self._write_checks:
+            self._write_checks.remove(check)
         self._advance()
 
     def release(self, gate: DurabilityGate, upto_seq: int) -> None:
@@ -255,6 +277,10 @@ class Journal:
         with trio.CancelScope(shield=True):
             async with self._store_lock:
                 replication_error = await trio.to_thread.run_sync(self._write, batch, delivered)
+        if isinstance(replication_error, WriteRefused):
+            log.error("journal_write_refused", reason=replication_error.reason, records=len(batch))
+            self.fence()
+            return
         if self.fenced:
             return  # written before the fence took effect; nobody is told
         self.written_seq += len(batch)
@@ -282,11 +308,16 @@ class Journal:
 
     def _write(
         self, batch: list[Record | None], delivered: dict[tuple[str, str], list[int]]
-    ) -> str | None:
+    ) -> str | WriteRefused | None:
         """Runs in a worker thread: one durable batch, then the lazy delivery marks.
 
-        Returns the reason when the store wrote the batch but could not replicate it.
+        Returns the reason when the store wrote the batch but could not replicate it, and
+        :class:`WriteRefused` (nothing written) when a gate's ``may_write`` refused.
         """
+        for check in self._write_checks:
+            reason = check()
+            if reason is not None:
+                return WriteRefused(reason)
         records = [record for record in batch if record is not None]
         failure = None
         if records:

@@ -392,11 +392,14 @@ class Broker:
         """Why a new connection must be refused, or None to serve it.
 
         Plugins answer first (``plugmq_connection_check``: a standby names the master); a
-        broker that is not master refuses every connection no plugin refused.
+        broker that does not serve refuses every connection no plugin refused. "Serves" is
+        ``active``, not the role: a listening standby is master from the start of its promotion,
+        and a client let in before recovery ends would meet no users (403) and no vhosts.
         """
         refusal = self.plugins.connection_check(self, info)
-        if refusal is None and self.role is not Role.MASTER:
-            refusal = ConnectionRefusal(f"broker is {self.role.value}: not serving clients")
+        if refusal is None and not self.active.is_set():
+            state = self.role.value if self.role is not Role.MASTER else "recovering"
+            refusal = ConnectionRefusal(f"broker is {state}: not serving clients")
         return refusal
 
     def _memory_alarm_changed(self, alarm: bool) -> None:

@@ -58,6 +58,8 @@ from plugmq_store_bdb.writer import BatchWriter
 log = structlog.get_logger("plugmq.store_bdb")
 
 SYNC_POLICIES = ("commit", "nosync")
+#: "flock": the store locks ``LOCK`` itself; "external": an HA plugin excludes other writers.
+LOCK_POLICIES = ("flock", "external")
 #: A checkpoint is attempted after this many batches (it only runs if enough log was written).
 CHECKPOINT_EVERY = 256
 #: ... and runs when this many kilobytes of log were written since the last one.
@@ -77,13 +79,18 @@ class BDBStore:
         *,
         sync: str = "commit",
         cache_mb: int = 64,
+        lock: str = "flock",
         replication: ReplicationSettings | None = None,
     ) -> None:
         if sync not in SYNC_POLICIES:
             raise ValueError(f"sync must be one of {SYNC_POLICIES}, not {sync!r}")
+        if lock not in LOCK_POLICIES:
+            raise ValueError(f"lock must be one of {LOCK_POLICIES}, not {lock!r}")
         self.home = Path(home)
         self.sync = sync
         self.cache_mb = cache_mb
+        #: "external": an HA plugin guarantees one writer (see :meth:`close`); no flock.
+        self.external_lock = lock == "external"
         self._lock = DirectoryLock(self.home)
         self._env: db.DBEnv | None = None
         self._dbs: Databases | None = None
@@ -104,7 +111,8 @@ class BDBStore:
         if self._env is not None:
             return
         environment.prepare_directory(self.home)
-        self._lock.acquire()
+        if not self.external_lock:
+            self._lock.acquire()
         if self.replicator is not None:
             self._open_replicated(self.replicator)
             return
@@ -209,18 +217,28 @@ class BDBStore:
         return self.replicator
 
     def close(self) -> None:
-        """Leave the clean-shutdown marker, checkpoint, close everything, release the lock."""
-        if self._dbs is not None and self._marks_complete:
+        """Leave the clean-shutdown marker, checkpoint, close everything, release the lock.
+
+        With an external lock the broker closing may already have lost the right to write
+        (a standby took over and recovered the same files), so close writes nothing: no
+        clean-shutdown marker (the next opener flags every message redelivered, which is
+        always correct), no checkpoint, no flush of cached pages (``DB_NOSYNC``). Every
+        committed transaction is in the log already; the next opener's recovery replays what
+        was not checkpointed.
+        """
+        close_flags = db.DB_NOSYNC if self.external_lock else 0
+        if self._dbs is not None and self._marks_complete and not self.external_lock:
             self._leave_clean_marker()
         self._marks_complete = False
         if self._dbs is not None:
             for database in self._dbs.all():
                 with contextlib.suppress(db.DBError):
-                    database.close()
+                    database.close(close_flags)
             self._dbs = None
         if self._env is not None:
-            with contextlib.suppress(db.DBError):
-                self._env.txn_checkpoint(0, 0, db.DB_FORCE)
+            if not self.external_lock:
+                with contextlib.suppress(db.DBError):
+                    self._env.txn_checkpoint(0, 0, db.DB_FORCE)
             with contextlib.suppress(db.DBError):
                 self._env.close()
             self._env = None
