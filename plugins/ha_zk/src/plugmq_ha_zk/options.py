@@ -67,13 +67,6 @@ def add_options(options: OptionRegistry) -> None:
         group=GROUP,
     )
     add(
-        "--ha-advertise-url",
-        default=None,
-        help="The AMQP URL clients use for this broker (redirects, cluster_urls); "
-        "default: amqp://<interface>:<port>/.",
-        group=GROUP,
-    )
-    add(
         "--zk-session-timeout",
         type=float,
         default=4.0,
@@ -85,6 +78,20 @@ def add_options(options: OptionRegistry) -> None:
         type=float,
         default=2.0,
         help="Seconds a commit waits for the quorum's acknowledgements before it is nacked.",
+        group=GROUP,
+    )
+
+
+def add_shared_options(options: OptionRegistry) -> None:
+    """``--ha-advertise-url`` is shared with ha_sharedfs: register it only if nobody did
+    (plugin.py runs this last, so whichever HA plugins are loaded, the flag exists once)."""
+    if "ha_advertise_url" in options:
+        return
+    options.add(
+        "--ha-advertise-url",
+        default=None,
+        help="The AMQP URL clients use for this broker (redirects, cluster_urls); "
+        "default: amqp://<interface>:<port>/.",
         group=GROUP,
     )
 

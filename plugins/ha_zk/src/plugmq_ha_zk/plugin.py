@@ -14,10 +14,12 @@ from plugmq_store_bdb.store import BDBStore
 STASH_KEY = "ha_zk"
 
 
-@hookimpl
+@hookimpl(trylast=True)
 def plugmq_add_options(options: OptionRegistry) -> None:
-    """The ``--zk-*``, ``--replicas`` and ``--replication-*`` flags."""
+    """The ``--zk-*``, ``--replicas`` and ``--replication-*`` flags, and
+    ``--ha-advertise-url`` unless another HA plugin (ha_sharedfs) registered it first."""
     zk_options.add_options(options)
+    zk_options.add_shared_options(options)
 
 
 @hookimpl
