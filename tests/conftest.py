@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 from support.broker_process import BrokerProcess, broker_process
+from support.postgres import PostgresServer, start_postgres
 
 
 @pytest.fixture
@@ -31,3 +32,23 @@ def shared_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BrokerPr
     process = broker_process(tmp_path_factory.mktemp("shared"), "--store", "memory").start()
     yield process
     process.stop()
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresServer]:
+    """One real PostgreSQL server for the session (initdb + pg_ctl), removed at the end.
+
+    Skips when PostgreSQL is not installed (``PLUGMQ_TEST_DEPS=1 scripts/bootstrap.sh``).
+    """
+    server = start_postgres()
+    if server is None:
+        pytest.skip("PostgreSQL (initdb, pg_ctl) is not installed")
+    yield server
+    server.remove()
+
+
+@pytest.fixture
+def pg_schema(request: pytest.FixtureRequest) -> str:
+    """A schema name of this test's own (``--pg-schema``): tests share one server."""
+    digits = "".join(c if c.isalnum() else "_" for c in request.node.name.lower())
+    return f"t_{digits[-40:]}_{abs(hash(request.node.nodeid)) % 10**8}"
