@@ -2,13 +2,31 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import trio
 
-from plugmq.api import BrokerAPI, Config, ConfigError, OptionRegistry, Service, hookimpl
-from plugmq_store_pg.link import BLOCK_NAME, Link
+from plugmq.api import (
+    BrokerAPI,
+    Config,
+    ConfigError,
+    ConnectionInfo,
+    ConnectionRefusal,
+    OptionRegistry,
+    Role,
+    Service,
+    hookimpl,
+)
+from plugmq_store_pg.lease import Holder, LockTable
+from plugmq_store_pg.link import BLOCK_NAME, EpochGuard, Link
+from plugmq_store_pg.session import Database
 from plugmq_store_pg.store import PGStore
+from plugmq_store_pg.strategy import STASH_KEY, PgHA
 
 GROUP = "PostgreSQL store"
+HA_GROUP = "HA (PostgreSQL lock row, --ha pg)"
+#: Shorter leases make a GC pause or a slow commit look like a dead master.
+MIN_LEASE = 0.5
 
 
 @hookimpl
@@ -39,6 +57,41 @@ def plugmq_add_options(options: OptionRegistry) -> None:
         "(publishers blocked meanwhile) before stopping with an error.",
         group=GROUP,
     )
+    _add_ha_options(options)
+
+
+def _add_ha_options(options: OptionRegistry) -> None:
+    """The HA flags every lease-based mode shares (ha_sharedfs registers the same ones).
+
+    Registered here only when no other plugin did, so either plugin works alone and both
+    together.
+    """
+    if "ha_lease" not in options:
+        options.add(
+            "--ha-lease",
+            type=float,
+            default=10.0,
+            help="Lease seconds. A master that cannot renew within it fences itself; a "
+            "standby replaces a master whose lease went unrenewed that long.",
+            group=HA_GROUP,
+        )
+    if "ha_advertise_url" not in options:
+        options.add(
+            "--ha-advertise-url",
+            type=str,
+            default=None,
+            help="This broker's client URL, named in standbys' redirects and in cluster_urls "
+            "(default: the first listener as amqp://host:port/).",
+            group=HA_GROUP,
+        )
+    if "ha_group" not in options:
+        options.add(
+            "--ha-group",
+            type=str,
+            default="plugmq",
+            help="The HA group's name; a broker refuses a store (schema) of another group.",
+            group=HA_GROUP,
+        )
 
 
 @hookimpl
@@ -54,7 +107,56 @@ def plugmq_configure(config: Config) -> None:
         raise ConfigError("--pg-schema must not be empty")
     if config.get("pg_retry_seconds", 60.0) < 0:
         raise ConfigError("--pg-retry-seconds must not be negative")
-    config.pg_link = Link()
+    if config.get("ha") == "pg":
+        _check_ha(config)
+    config.pg_link = Link(guard=EpochGuard() if config.get("ha") == "pg" else None)
+
+
+def _check_ha(config: Config) -> None:
+    lease = config.get("ha_lease", 10.0)
+    if lease is None or lease < MIN_LEASE:
+        raise ConfigError(f"--ha-lease must be at least {MIN_LEASE} seconds, not {lease}")
+    url = config.get("ha_advertise_url")
+    if url is not None and not url.startswith(("amqp://", "amqps://", "rdma://")):
+        raise ConfigError(
+            f"--ha-advertise-url must be a broker URL (amqp://host:port/), not {url!r}"
+        )
+    if not config.get("ha_group"):
+        raise ConfigError("--ha-group must not be empty")
+
+
+@hookimpl
+def plugmq_ha_strategy(config: Config) -> PgHA | None:
+    """The strategy for ``--ha pg``."""
+    if config.get("ha") != "pg":
+        return None
+    link: Link = config.pg_link
+    assert link.guard is not None
+    database = Database(config.pg_dsn, config.get("pg_schema", "plugmq"))
+    group, lease = config.ha_group, config.ha_lease
+
+    def table_for(holder: Holder) -> LockTable:
+        return LockTable(database, group, lease, holder)
+
+    return PgHA(table_for, link.guard, lease, group, config.get("ha_advertise_url"))
+
+
+@hookimpl
+def plugmq_connection_check(broker: BrokerAPI, connection: ConnectionInfo) -> Any:
+    """Refuse clients unless this broker is master with a valid lease; name the master."""
+    strategy: PgHA | None = broker.stash.get(STASH_KEY)
+    if strategy is None or strategy.serving(broker):
+        return None
+    return ConnectionRefusal(strategy.redirect_text(broker))
+
+
+@hookimpl
+def plugmq_server_properties(broker: BrokerAPI) -> dict[str, Any] | None:
+    """Advertise the group's member URLs (``cluster_urls``) to clients of the master."""
+    strategy: PgHA | None = broker.stash.get(STASH_KEY)
+    if strategy is None or broker.role is not Role.MASTER:
+        return None
+    return {"cluster_urls": list(strategy.members)}
 
 
 @hookimpl

@@ -30,8 +30,6 @@ message is recovered with ``redelivered=True``.
 from __future__ import annotations
 
 import math
-import os
-import socket
 import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
@@ -51,6 +49,7 @@ from plugmq.store.records import (
 from plugmq_store_pg import schema
 from plugmq_store_pg.codec import DecodeError, load, name, text
 from plugmq_store_pg.link import Link
+from plugmq_store_pg.session import Database, first_line
 from plugmq_store_pg.writer import execute, statements_of
 
 log = structlog.get_logger("plugmq.store_pg")
@@ -61,8 +60,6 @@ FETCH_ROWS = 2000
 BACKOFF_FIRST, BACKOFF_MAX = 0.05, 2.0
 #: Advisory lock class of "who writes this schema" (the object id is the schema's hash).
 LOCK_CLASS = 0x504D51
-#: SQLSTATE classes that retrying cannot fix: authentication, missing database, privileges.
-FATAL_STATES = ("28", "3D", "42501")
 
 MESSAGE_COLUMNS = (
     "message_id, delivered, enqueued_at, exchange, routing_key, header, body, vhost, queue"
@@ -92,6 +89,7 @@ class PGStore:
         self.schema = schema_name
         self.group = group
         self.retry_seconds = retry_seconds
+        self.db = Database(dsn, schema_name)
         self.link = link or Link()
         self._conn: psycopg.Connection | None = None
         self._redelivered_below: float = 0
@@ -102,38 +100,11 @@ class PGStore:
 
     def where(self) -> str:
         """``schema 'x' on host:port/db`` for messages."""
-        try:
-            info = psycopg.conninfo.conninfo_to_dict(self.dsn)
-        except psycopg.ProgrammingError:
-            info = {}
-        host = f"{info.get('host', 'localhost')}:{info.get('port', 5432)}"
-        return f"schema {self.schema!r} on {host}/{info.get('dbname', '')}"
+        return self.db.where()
 
     def connect(self) -> psycopg.Connection:
-        """A new session on the schema; :class:`StoreError` at once for bad credentials."""
-        try:
-            conn = psycopg.connect(
-                self.dsn,
-                application_name=f"plugmq {socket.gethostname()} pid {os.getpid()}",
-                connect_timeout=5,
-                autocommit=True,  # every transaction is an explicit ``conn.transaction()``
-            )
-        except psycopg.OperationalError as error:
-            raise self._classify(error) from None
-        try:
-            schema.use_schema(conn, self.schema)
-        except psycopg.Error as error:
-            conn.close()
-            raise self._classify(error) from None
-        return conn
-
-    def _classify(self, error: psycopg.Error) -> Exception:
-        """A :class:`StoreError` for what retrying cannot fix; the error itself otherwise."""
-        state = error.sqlstate or ""
-        message = str(error).strip().splitlines()[0] if str(error).strip() else repr(error)
-        if state.startswith(FATAL_STATES) or "authentication failed" in message:
-            return StoreError(f"cannot use PostgreSQL {self.where()}: {message}")
-        return error
+        """A new session on the schema (see :meth:`Database.connect`)."""
+        return self.db.connect()
 
     def _session(self) -> psycopg.Connection:
         """The open session, reconnecting (and re-taking the writer lock) when it broke."""
@@ -377,10 +348,10 @@ class PGStore:
                     self.link.guard.deposed.append(str(error))
                 raise NotReplicated(f"refused by PostgreSQL: {error}") from None
             except psycopg.OperationalError as error:
-                fatal = self._classify(error)
+                fatal = self.db.classify(error)
                 if isinstance(fatal, StoreError):
                     raise fatal from None
-                reason = str(error).strip().splitlines()[0] if str(error).strip() else "?"
+                reason = first_line(error)
                 self._drop_session()
                 self._outage(what, reason, backoff)
                 guard = self.link.guard
