@@ -47,11 +47,14 @@ class Link:
     guard: EpochGuard | None = None
     broker: Any = None
     outage: str | None = None
+    #: Outages seen so far (for ``plugmq stat``-style reports and tests).
+    outages: int = 0
 
     def unreachable(self, reason: str) -> None:
         """From the store's worker thread: PostgreSQL is unreachable; block publishers."""
         if self.outage is None:
             self.outage = reason
+            self.outages += 1
             self._call("block_publishers", BLOCK_NAME, f"PostgreSQL unreachable: {reason}")
 
     def reachable(self) -> None:

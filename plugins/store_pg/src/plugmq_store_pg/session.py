@@ -12,6 +12,15 @@ from plugmq_store_pg import schema
 
 #: SQLSTATE classes that retrying cannot fix: authentication, missing database, privileges.
 FATAL_STATES = ("28", "3D", "42501")
+#: The same refusals at connection time, where libpq reports text and no SQLSTATE.
+FATAL_TEXTS = (
+    "authentication failed",
+    "does not exist",
+    "no pg_hba.conf entry",
+    "permission denied",
+    "password is specified",
+    "no password supplied",
+)
 
 
 class Database:
@@ -56,7 +65,7 @@ class Database:
         """A :class:`StoreError` for what retrying cannot fix; ``error`` itself otherwise."""
         state = error.sqlstate or ""
         message = first_line(error)
-        if state.startswith(FATAL_STATES) or "authentication failed" in message:
+        if state.startswith(FATAL_STATES) or any(text in message for text in FATAL_TEXTS):
             return StoreError(f"cannot use PostgreSQL {self.where()}: {message}")
         return error
 
