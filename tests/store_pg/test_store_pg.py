@@ -90,7 +90,7 @@ def test_two_standalone_brokers_never_write_one_schema(postgres, pg_schema) -> N
     first = PGStore(postgres.dsn(), schema_name=pg_schema)
     first.open()
     second = PGStore(postgres.dsn(), schema_name=pg_schema)
-    with pytest.raises(StoreError, match="is in use by plugmq .* pid .*only one standalone"):
+    with pytest.raises(StoreError, match=r"is in use by plugmq .* pid .*only one standalone"):
         second.open()
     first.close()
     second.open()  # the lock went with the first broker's session
