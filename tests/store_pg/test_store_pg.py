@@ -169,3 +169,27 @@ def test_a_database_restart_during_writes_loses_nothing(postgres, pg_schema) -> 
     reopened.open()
     assert stored_ids(reopened) == written
     reopened.close()
+
+
+def test_a_paused_write_cannot_hold_a_takeover_up(postgres, pg_schema) -> None:
+    """A master SIGSTOPped inside a transaction: the server ends its session after the idle
+    timeout, so the row lock it held goes and a slave takes over; nothing of it commits."""
+    db = Database(postgres.dsn(), pg_schema, idle_timeout=0.5)
+    table = LockTable(db, "plugmq", 2.0, Holder.this_process("amqp://old/"))
+    epoch, _ = table.try_take()
+    paused = db.connect()
+    paused.execute("BEGIN")
+    paused.execute("SELECT epoch FROM plugmq_lock FOR KEY SHARE")
+    paused.execute("INSERT INTO plugmq_meta VALUES ('never-committed', 1)")
+    sql(postgres, pg_schema, "UPDATE plugmq_lock SET renewed_at = now() - interval '1 hour'")
+    other = LockTable(db, "plugmq", 2.0, Holder.this_process("amqp://new/"))
+    started = time.monotonic()
+    assert other.try_take()[0] == epoch + 1  # lock_timeout (1 s) outlasts the idle timeout
+    assert time.monotonic() - started < 1.0
+    with pytest.raises(psycopg.errors.IdleInTransactionSessionTimeout):
+        paused.execute("COMMIT")
+    with psycopg.connect(postgres.dsn()) as check:
+        check.execute(f'SET search_path TO "{pg_schema}"')
+        assert check.execute("SELECT count(*) FROM plugmq_meta").fetchone() == (0,)
+    table.close()
+    other.close()

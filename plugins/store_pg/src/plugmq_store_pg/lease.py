@@ -121,6 +121,9 @@ class LockTable:
         """``(new epoch, row before)`` when we took the lock, ``(None, row)`` otherwise."""
         conn = self._session()
         with conn.transaction():
+            # A session holding the row (a write in flight) is ended by the server once idle
+            # for a quarter lease; meanwhile give up and look again (LockNotAvailable).
+            conn.execute("SET LOCAL lock_timeout = '1s'")
             row = _row(
                 conn.execute(f"SELECT {LOCK_COLUMNS} FROM plugmq_lock FOR UPDATE").fetchone()
             )

@@ -132,7 +132,7 @@ def plugmq_ha_strategy(config: Config) -> PgHA | None:
         return None
     link: Link = config.pg_link
     assert link.guard is not None
-    database = Database(config.pg_dsn, config.get("pg_schema", "plugmq"))
+    database = Database(config.pg_dsn, config.get("pg_schema", "plugmq"), _idle_timeout(config))
     group, lease = config.ha_group, config.ha_lease
 
     def table_for(holder: Holder) -> LockTable:
@@ -170,7 +170,13 @@ def plugmq_store(config: Config) -> PGStore | None:
         group=config.get("ha_group") or "plugmq",
         retry_seconds=config.get("pg_retry_seconds", 60.0),
         link=config.get("pg_link"),
+        idle_timeout=_idle_timeout(config),
     )
+
+
+def _idle_timeout(config: Config) -> float:
+    """Under ``--ha pg`` a quarter lease (see :class:`Database`); 0 (never) otherwise."""
+    return config.ha_lease / 4 if config.get("ha") == "pg" else 0.0
 
 
 @hookimpl

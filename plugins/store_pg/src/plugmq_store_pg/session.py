@@ -23,12 +23,20 @@ FATAL_TEXTS = (
 )
 
 
+#: Errors after which the session is gone but a new one may work: the server unreachable,
+#: restarting, or ending a session left idle inside a transaction (a paused broker).
+LOST = (psycopg.OperationalError, psycopg.errors.IdleInTransactionSessionTimeout)
+
+
 class Database:
     """Where the group's tables are: a libpq DSN and a schema name."""
 
-    def __init__(self, dsn: str, schema_name: str) -> None:
+    def __init__(self, dsn: str, schema_name: str, idle_timeout: float = 0.0) -> None:
         self.dsn = dsn
         self.schema = schema_name
+        #: Under ``--ha pg``: the server ends a session of ours idle inside a transaction this
+        #: long (a SIGSTOPped master), so its row lock cannot hold a takeover up. 0: never.
+        self.idle_timeout = idle_timeout
 
     def where(self) -> str:
         """``schema 'x' on host:port/db`` for messages (never the password)."""
@@ -51,6 +59,7 @@ class Database:
                 application_name=f"plugmq {socket.gethostname()} pid {os.getpid()}",
                 connect_timeout=5,
                 autocommit=True,
+                options=f"-c idle_in_transaction_session_timeout={int(self.idle_timeout * 1000)}",
             )
         except psycopg.OperationalError as error:
             raise self.classify(error) from None

@@ -49,7 +49,7 @@ from plugmq.store.records import (
 from plugmq_store_pg import schema
 from plugmq_store_pg.codec import DecodeError, load, name, text
 from plugmq_store_pg.link import Link
-from plugmq_store_pg.session import Database, first_line
+from plugmq_store_pg.session import LOST, Database, first_line
 from plugmq_store_pg.writer import execute, statements_of
 
 log = structlog.get_logger("plugmq.store_pg")
@@ -84,12 +84,13 @@ class PGStore:
         group: str = "plugmq",
         retry_seconds: float = 60.0,
         link: Link | None = None,
+        idle_timeout: float = 0.0,
     ) -> None:
         self.dsn = dsn
         self.schema = schema_name
         self.group = group
         self.retry_seconds = retry_seconds
-        self.db = Database(dsn, schema_name)
+        self.db = Database(dsn, schema_name, idle_timeout)
         self.link = link or Link()
         self._conn: psycopg.Connection | None = None
         self._redelivered_below: float = 0
@@ -347,7 +348,7 @@ class PGStore:
                 if self.link.guard is not None:
                     self.link.guard.deposed.append(str(error))
                 raise NotReplicated(f"refused by PostgreSQL: {error}") from None
-            except psycopg.OperationalError as error:
+            except LOST as error:
                 fatal = self.db.classify(error)
                 if isinstance(fatal, StoreError):
                     raise fatal from None

@@ -30,7 +30,7 @@ import trio
 from plugmq.api import BrokerAPI, Role, StoreError, records
 from plugmq_store_pg.lease import Holder, LockRow, LockTable
 from plugmq_store_pg.link import EpochGuard
-from plugmq_store_pg.session import first_line
+from plugmq_store_pg.session import LOST, first_line
 
 log = structlog.get_logger("plugmq.store_pg.ha")
 
@@ -87,12 +87,18 @@ class PgHA:
 
     async def run(self, broker: BrokerAPI, task_status: trio.TaskStatus[None]) -> None:
         """Slave until the lock is ours; master while the lease holds; again and again."""
+        self.table = self._table_for(Holder.this_process(self.advertise_url or ""))
+        try:
+            # A foreign group's schema, a newer layout, bad credentials: refuse before listening.
+            await self._call("read")
+        except psycopg.OperationalError:
+            self.table.discard()  # unreachable for now: the standby loop retries and says so
         broker.stash[STASH_KEY] = self
         broker.add_durability_gate(EpochGate(broker, self.guard))
         await broker.become(Role.STANDBY)
         await broker.serve_clients()
         url = self.advertise_url or _url_of(broker.addresses)
-        self.table = self._table_for(Holder.this_process(url))
+        self.table.me = Holder.this_process(url)
         task_status.started()
         try:
             while True:
@@ -126,7 +132,10 @@ class PgHA:
                 if polls % 20 == 0:
                     await self._call("register")
                 epoch, row = await self._call("try_take")
-            except psycopg.OperationalError as error:
+            except psycopg.errors.LockNotAvailable:
+                log.debug("ha_lock_row_busy")  # a write of the master in flight: look again
+                continue
+            except LOST as error:
                 # Wrong credentials and foreign schemas raise StoreError: the broker stops.
                 assert self.table is not None
                 self.table.discard()
@@ -220,9 +229,13 @@ class PgHA:
                         return
                     self.guard.valid_until = sent + self.lease_seconds
                     try:
-                        self.members = await self._call("members")
+                        members = await self._call("members")
                     except psycopg.Error as error:
                         log.warning("ha_members_failed", error=first_line(error))
+                        continue
+                    if members != self.members:
+                        log.info("ha_members_changed", members=members)
+                        self.members = members
 
             async def watchdog() -> None:
                 while not self.guard.deposed:
@@ -263,8 +276,9 @@ class PgHA:
     # -- what clients and operators see ---------------------------------------------------------
 
     def serving(self, broker: BrokerAPI) -> bool:
-        """True when this broker may take clients: master with a lease valid right now."""
-        return broker.role is Role.MASTER and self.guard.valid()
+        """True when this broker may take clients: an active master (recovery done: a client
+        let in earlier would find no users, queues or journal yet) with a valid lease."""
+        return broker.role is Role.MASTER and broker.active.is_set() and self.guard.valid()
 
     def redirect_text(self, broker: BrokerAPI) -> str:
         """The close text a refused client gets: where the master is."""
