@@ -29,9 +29,18 @@ HA_GROUP = "HA (PostgreSQL lock row, --ha pg)"
 MIN_LEASE = 0.5
 
 
-@hookimpl
+@hookimpl(trylast=True)  # after store_bdb's, which owns --store when it is loaded
 def plugmq_add_options(options: OptionRegistry) -> None:
-    """Register ``--pg-dsn``, ``--pg-schema`` and ``--pg-retry-seconds``."""
+    """Register ``--pg-dsn``, ``--pg-schema``, ``--pg-retry-seconds`` (and ``--store`` and the
+    HA flags when no other plugin did)."""
+    if "store" not in options:
+        options.add(
+            "--store",
+            type=str,
+            default="memory",
+            help="Message store: 'pg' (PostgreSQL, see --pg-dsn) or 'memory' (nothing kept).",
+            group=GROUP,
+        )
     options.add(
         "--pg-dsn",
         type=str,
