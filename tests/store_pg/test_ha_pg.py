@@ -16,6 +16,7 @@ from pathlib import Path
 import pika
 import pika.exceptions
 import pytest
+from support.admin_cli import cli_json
 from support.pg_group import (
     Clients,
     PgGroup,
@@ -165,3 +166,19 @@ def test_the_master_fences_when_postgres_goes_and_a_broker_serves_when_it_is_bac
         group.stop()
         if not postgres.data_dir.joinpath("postmaster.pid").exists():
             postgres.start()
+
+
+def test_stat_ha_shows_the_lock_row(tmp_path: Path, postgres, pg_schema) -> None:
+    group = PgGroup(tmp_path, postgres, pg_schema, size=2, lease=3.0)
+    master = group.start()
+    try:
+        group.brokers[1].wait_event("ha_standby_waiting", epoch=1)
+        [row] = cli_json(f"amqp://guest:guest@127.0.0.1:{master.port}/", "stat", "ha")
+        assert (row["role"], row["epoch"], row["mode"]) == ("master", 1, "pg")
+        details = row["details"]
+        assert details["group"] == "test-group" and details["lease_seconds"] == 3.0
+        assert details["me"] == details["holder_url"] == f"amqp://127.0.0.1:{master.port}/"
+        assert details["lease_epoch"] == 1 and 0 < details["lease_valid_for"] <= 3.0
+        assert pg_schema in details["database"]
+    finally:
+        group.stop()

@@ -291,15 +291,16 @@ class PgHA:
 
     def describe(self) -> dict[str, Any]:
         """Epoch, holder and lease for ``plugmq stat ha``."""
-        row = self.last_seen
+        row, me = self.last_seen, self.table.me if self.table else None
+        mine = self.role is Role.MASTER and me is not None
         return {
             "group": self.group,
             "database": self.table.db.where() if self.table else None,
             "lease_seconds": self.lease_seconds,
-            "me": self.table.me.url if self.table else None,
-            "holder": row.holder if row else None,
-            "holder_url": row.holder_url if row else None,
-            "lease_epoch": self.guard.epoch if self.role is Role.MASTER else (row and row.epoch),
+            "me": me.url if me else None,
+            "holder": me.name if mine else (row.holder if row else None),
+            "holder_url": me.url if mine else (row.holder_url if row else None),
+            "lease_epoch": self.guard.epoch if mine else (row.epoch if row else None),
             "lease_valid_for": round(max(0.0, self.guard.valid_until - time.monotonic()), 3),
             "members": list(self.members),
         }
