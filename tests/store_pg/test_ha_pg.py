@@ -62,7 +62,7 @@ def test_kill_9_of_the_master_loses_no_confirmed_message(
         group.stop()
 
 
-def test_a_paused_master_confirms_nothing_after_the_takeover(
+def test_a_paused_master_is_deposed_and_loses_nothing(
     tmp_path: Path, postgres, pg_schema
 ) -> None:
     group = PgGroup(tmp_path, postgres, pg_schema, size=3, lease=2.0)
