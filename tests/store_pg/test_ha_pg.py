@@ -2,7 +2,8 @@
 
 Checked with the ledger of design.md "Fault testing": every confirmed message is delivered
 (or was acked in a committed transaction), nothing acked comes back, and no master confirms
-after another took over. ``HA_PG_ROUNDS=10`` runs the long kill -9 loop.
+after another took over. ``HA_PG_ROUNDS=10`` runs the long kill -9 loop,
+``HA_PG_PAUSE_ROUNDS=10`` the long SIGSTOP loop.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from support.pg_group import (
 )
 
 ROUNDS = int(os.environ.get("HA_PG_ROUNDS", "5"))
+PAUSE_ROUNDS = int(os.environ.get("HA_PG_PAUSE_ROUNDS", "2"))
 SEED = 20261205
 
 
@@ -62,29 +64,35 @@ def test_kill_9_of_the_master_loses_no_confirmed_message(
         group.stop()
 
 
-def test_a_paused_master_is_deposed_and_loses_nothing(
-    tmp_path: Path, postgres, pg_schema
-) -> None:
+@pytest.mark.timeout(60 + 30 * PAUSE_ROUNDS)
+def test_a_paused_master_is_deposed_and_loses_nothing(tmp_path: Path, postgres, pg_schema) -> None:
+    """SIGSTOP of the serving master, round after round: a slave takes over, the paused
+    broker wakes up deposed, and nothing it confirms after the takeover is lost."""
     group = PgGroup(tmp_path, postgres, pg_schema, size=3, lease=2.0)
     master = group.start()
+    epoch = 1
     clients = Clients(group.parameters(), "paused-orders").start(publishers=3)
     try:
-        clients.wait_progress(each=20)
-        master.process.send_signal(signal.SIGSTOP)
-        new_master, active = group.wait_master(after_epoch=1)
-        taken_at = log_time(active)
-        master.process.send_signal(signal.SIGCONT)
-        lost = master.wait_event("ha_mastership_lost", epoch=1)
-        assert "taken by another broker" in lost["reason"] or "ran out" in lost["reason"]
-        master.wait_event("ha_standby_waiting", holder_url=f"amqp://127.0.0.1:{new_master.port}/")
-        clients.wait_progress(each=20)
+        for _ in range(PAUSE_ROUNDS):
+            clients.wait_progress(each=20)
+            master.process.send_signal(signal.SIGSTOP)
+            new_master, active = group.wait_master(after_epoch=epoch)
+            taken_at = log_time(active)
+            master.process.send_signal(signal.SIGCONT)
+            lost = master.wait_event("ha_mastership_lost", epoch=epoch)
+            assert "taken by another broker" in lost["reason"] or "ran out" in lost["reason"]
+            master.wait_event(
+                "ha_standby_waiting", holder_url=f"amqp://127.0.0.1:{new_master.port}/"
+            )
+            clients.wait_progress(each=20)
+            # A confirm the old master had queued before SIGSTOP may reach its client after
+            # SIGCONT: at most one per publisher, each for a batch the database committed under
+            # the old epoch, before the takeover (the ledger check below proves the new master
+            # has them). Anything written after the takeover is refused by the epoch check.
+            late = confirms_after(clients.ledger, master.port, taken_at)
+            assert late <= clients.publishers, f"the deposed master confirmed {late} publishes"
+            master, epoch = new_master, active["epoch"]
         clients.stop()
-        # A confirm the old master had queued before SIGSTOP may reach its client after SIGCONT:
-        # at most one per publisher, each for a batch the database committed under the old
-        # epoch, before the takeover (the ledger check below proves the new master has them).
-        # Anything written after the takeover is refused by the epoch check and nacked.
-        late = confirms_after(clients.ledger, master.port, taken_at)
-        assert late <= clients.publishers, f"the deposed master confirmed {late} publishes"
         check_ledger(clients.ledger, drain(group.parameters(), "paused-orders"))
     finally:
         clients.stop()

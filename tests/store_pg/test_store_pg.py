@@ -193,3 +193,38 @@ def test_a_paused_write_cannot_hold_a_takeover_up(postgres, pg_schema) -> None:
         assert check.execute("SELECT count(*) FROM plugmq_meta").fetchone() == (0,)
     table.close()
     other.close()
+
+
+def test_a_master_paused_inside_a_pipeline_is_ended_once_its_lease_lapsed(
+    postgres, pg_schema
+) -> None:
+    """Stopped between a pipeline's statements and its Sync, a session is never "idle in
+    transaction" to the server; the slave ends it (pg_terminate_backend) once the lease lapsed."""
+    db = Database(postgres.dsn(), pg_schema, idle_timeout=0.5)
+    table = LockTable(db, "plugmq", 1.0, Holder.this_process("amqp://old/"))
+    epoch, _ = table.try_take()
+    paused = db.connect()
+    pgconn = paused.pgconn
+    pgconn.enter_pipeline_mode()
+    pgconn.send_query_params(b"BEGIN", None)
+    pgconn.send_query_params(b"SELECT epoch FROM plugmq_lock FOR KEY SHARE", None)
+    pgconn.send_flush_request()  # the server runs both; no Sync, as if the broker froze here
+    pgconn.flush()
+    with psycopg.connect(postgres.dsn(), autocommit=True) as watch:
+        deadline = time.monotonic() + 10
+        while not watch.execute(
+            "SELECT 1 FROM pg_locks WHERE pid = %s AND granted AND mode = 'RowShareLock'",
+            (paused.info.backend_pid,),
+        ).fetchone():
+            assert time.monotonic() < deadline, "the paused session never took the row"
+            time.sleep(0.01)
+    other = LockTable(db, "plugmq", 1.0, Holder.this_process("amqp://new/"))
+    assert other.try_take()[0] is None, "a live lease was taken"
+    assert other.stale_sessions_ended == 0
+    sql(postgres, pg_schema, "UPDATE plugmq_lock SET renewed_at = now() - interval '1 hour'")
+    assert other.try_take()[0] is None  # waited lock_wait, then ended the stale session
+    assert other.stale_sessions_ended == 1
+    assert other.try_take()[0] == epoch + 1
+    paused.close()
+    table.close()
+    other.close()

@@ -7,6 +7,10 @@ ActiveMQ's lease database locker, in one row of ``plugmq_lock``. Times are the d
   transaction, which holds it ``FOR KEY SHARE``), and takes it when it was released, never
   renewed, renewed longer ago than the holder's own lease, or already ours; the epoch goes up
   by one. From that COMMIT on, the old master's transactions fail their epoch check.
+* A deposed master stopped (SIGSTOP, a frozen VM) inside a transaction keeps its row lock:
+  the server ends its sessions after ``idle_in_transaction_session_timeout`` when it stopped
+  between statements, and :meth:`LockTable.try_take` ends them (``pg_terminate_backend``) once
+  the lease has lapsed when it stopped in the middle of a pipeline. Its transaction rolls back.
 * :meth:`LockTable.renew` moves ``renewed_at`` only while the row still carries our epoch and
   names us; zero rows means we were deposed.
 * :meth:`LockTable.release` marks the row released on a clean stop, so a slave takes over at
@@ -89,6 +93,10 @@ class LockTable:
         self.group = group
         self.lease_seconds = lease_seconds
         self.me = me
+        #: Longest wait for the row lock (a write in flight) before looking for a stale holder.
+        self.lock_wait = min(1.0, lease_seconds / 2)
+        #: Sessions of deposed brokers this table ended (see :meth:`try_take`).
+        self.stale_sessions_ended = 0
         self._conn: psycopg.Connection | None = None
 
     def _session(self) -> psycopg.Connection:
@@ -119,11 +127,32 @@ class LockTable:
 
     def try_take(self) -> tuple[int | None, LockRow]:
         """``(new epoch, row before)`` when we took the lock, ``(None, row)`` otherwise."""
+        try:
+            return self._take()
+        except psycopg.errors.LockNotAvailable:
+            # A transaction holds the row past lock_timeout. If the lease has lapsed, its
+            # broker is deposed by definition: end its sessions (a master paused inside a
+            # pipeline is never "idle in transaction" to the server, so no timeout frees it).
+            row = self.read()
+            if row.lapsed():
+                self.stale_sessions_ended += self._end_stale_sessions()
+            return None, row
+
+    def _end_stale_sessions(self) -> int:
+        """Terminate every other session holding a lock on ``plugmq_lock``; how many."""
+        conn = self._session()
+        ended = conn.execute(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_locks "
+            "WHERE relation = 'plugmq_lock'::regclass AND granted AND pid <> pg_backend_pid()"
+        ).fetchone()
+        return int(ended[0]) if ended else 0
+
+    def _take(self) -> tuple[int | None, LockRow]:
         conn = self._session()
         with conn.transaction():
-            # A session holding the row (a write in flight) is ended by the server once idle
-            # for a quarter lease; meanwhile give up and look again (LockNotAvailable).
-            conn.execute("SET LOCAL lock_timeout = '1s'")
+            # A write in flight holds the row FOR KEY SHARE until its COMMIT; wait that long,
+            # not for a broker that stopped in the middle of one (see try_take).
+            conn.execute(f"SET LOCAL lock_timeout = '{int(self.lock_wait * 1000)}ms'")
             row = _row(
                 conn.execute(f"SELECT {LOCK_COLUMNS} FROM plugmq_lock FOR UPDATE").fetchone()
             )

@@ -126,15 +126,13 @@ class PgHA:
 
     async def _wait_for_lock(self) -> int:
         backoff = self.poll
-        polls = 0
+        polls = stale_seen = 0
+        assert self.table is not None
         while True:
             try:
                 if polls % 20 == 0:
                     await self._call("register")
                 epoch, row = await self._call("try_take")
-            except psycopg.errors.LockNotAvailable:
-                log.debug("ha_lock_row_busy")  # a write of the master in flight: look again
-                continue
             except LOST as error:
                 # Wrong credentials and foreign schemas raise StoreError: the broker stops.
                 assert self.table is not None
@@ -151,6 +149,15 @@ class PgHA:
             backoff = self.poll
             polls += 1
             self.last_seen = row
+            if self.table.stale_sessions_ended > stale_seen:
+                stale_seen = self.table.stale_sessions_ended
+                log.warning(
+                    "ha_stale_sessions_ended",
+                    total=stale_seen,
+                    holder=row.holder,
+                    epoch=row.epoch,
+                    reason="its lease lapsed while it held the lock row",
+                )
             if epoch is not None:
                 log.info("ha_taking_over", epoch=epoch, reason=_why(row), previous=row.describe())
                 return epoch
