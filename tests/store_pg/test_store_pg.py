@@ -132,21 +132,25 @@ def test_a_deposed_master_commits_nothing(postgres, pg_schema) -> None:
 def test_a_takeover_waits_for_a_write_in_flight(postgres, pg_schema) -> None:
     """The epoch check holds the lock row until COMMIT: a takeover cannot slip in between."""
     db = Database(postgres.dsn(), pg_schema)
-    table = LockTable(db, "plugmq", 0.5, Holder.this_process("amqp://old/"))
+    table = LockTable(db, "plugmq", 4.0, Holder.this_process("amqp://old/"))
     epoch, _ = table.try_take()
-    with psycopg.connect(postgres.dsn()) as writer:  # a store transaction, paused mid-way
+    with psycopg.connect(postgres.dsn()) as writer:  # a store transaction, half way
         writer.execute(f'SET search_path TO "{pg_schema}"')
         writer.execute("SELECT epoch FROM plugmq_lock FOR KEY SHARE")
+        writer.execute("INSERT INTO plugmq_meta VALUES ('written-in-flight', 1)")
+        sql(postgres, pg_schema, "UPDATE plugmq_lock SET renewed_at = now() - interval '1 hour'")
         taken: list[int | None] = []
-        other = LockTable(db, "plugmq", 0.5, Holder.this_process("amqp://new/"))
-        time.sleep(0.6)  # the old lease lapses (a real 0.5 s lease, by the database's clock)
+        other = LockTable(db, "plugmq", 4.0, Holder.this_process("amqp://new/"))
         thread = threading.Thread(target=lambda: taken.append(other.try_take()[0]))
         thread.start()
-        thread.join(1.0)
+        thread.join(0.5)  # other.lock_wait is 1 s
         assert thread.is_alive(), "the takeover did not wait for the write in flight"
         writer.commit()
     thread.join(5)
-    assert taken == [epoch + 1]
+    assert taken == [epoch + 1] and other.stale_sessions_ended == 0
+    with psycopg.connect(postgres.dsn()) as check:
+        check.execute(f'SET search_path TO "{pg_schema}"')
+        assert check.execute("SELECT value FROM plugmq_meta").fetchall() == [(1,)]
     table.close()
     other.close()
 
