@@ -270,8 +270,10 @@ class PgHA:
             self.guard.valid_until = 0.0  # the gate refuses from this instant
             await broker.fence(reason or "pg mastership given up", keep_listening=True)
             return
-        # A clean stop: the broker's own shutdown flushes and closes the store (which needs
-        # the epoch still valid for its clean marker); then the row is marked released.
+        # A clean stop: mark the row released so a slave takes over at once. The broker's
+        # shutdown flushes and closes the store around this; should a slave win the row
+        # first, those last writes are refused by the epoch check (nacked, never confirmed)
+        # and no clean marker is left: the next master flags the stored messages redelivered.
         try:
             released = await self._call("release", epoch)
         except (psycopg.Error, StoreError) as error:
