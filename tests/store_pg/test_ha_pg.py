@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pika
 import pika.exceptions
+import psycopg
 import pytest
 from support.admin_cli import cli_json
 from support.pg_group import (
@@ -190,3 +191,21 @@ def test_stat_ha_shows_the_lock_row(tmp_path: Path, postgres, pg_schema) -> None
         assert pg_schema in details["database"]
     finally:
         group.stop()
+
+
+def test_bad_credentials_and_a_newer_layout_stop_a_member_before_it_listens(
+    tmp_path: Path, postgres, pg_schema
+) -> None:
+    group = PgGroup(tmp_path, postgres, pg_schema, size=1, lease=2.0)
+    group.start()
+    group.stop()
+    wrong = PgGroup(tmp_path / "wrong", postgres, pg_schema, size=1,
+                    extra=("--pg-dsn", postgres.dsn(password="wrong")))  # fmt: skip
+    with pytest.raises(RuntimeError, match="password authentication failed"):
+        wrong.brokers[0].start(ready_event="broker_listening")
+    assert not any(e["event"] == "broker_listening" for e in wrong.brokers[0].events())
+    with psycopg.connect(postgres.dsn(), autocommit=True) as conn:
+        conn.execute(f'UPDATE "{pg_schema}".plugmq_schema_version SET version = 99')
+    newer = PgGroup(tmp_path / "newer", postgres, pg_schema, size=1)
+    with pytest.raises(RuntimeError, match="layout version 99; this plugin reads up to"):
+        newer.brokers[0].start(ready_event="broker_listening")
