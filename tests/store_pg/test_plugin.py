@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
+from plugmq.builtin import core_options
 from plugmq.config import Config, ConfigError, OptionRegistry
 from plugmq_store_pg import plugin
 from plugmq_store_pg.store import PGStore
@@ -15,10 +14,10 @@ DSN = "host=127.0.0.1 port=1 user=u dbname=d"
 
 
 def registry(*, with_store_flag: bool = True) -> OptionRegistry:
-    """The core's --ha and --data-dir, store_bdb's --store (when loaded), and this plugin's."""
+    """The core's flags (--ha, --ha-lease, --data-dir...), store_bdb's --store (when loaded),
+    and this plugin's."""
     options = OptionRegistry()
-    options.add("--data-dir", type=Path, default=Path("./plugmq-data"), help="data directory")
-    options.add("--ha", default="standalone", help="HA mode")
+    core_options.plugmq_add_options(options)
     if with_store_flag:
         options.add("--store", default="bdb", help="store (store_bdb's flag)")
     plugin.plugmq_add_options(options)
