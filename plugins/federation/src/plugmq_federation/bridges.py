@@ -21,11 +21,12 @@ from typing import TYPE_CHECKING
 import trio
 
 from plugmq.amqp.errors import NotFound
-from plugmq.client import ClientChannel, ClientConnection, Consumer, PublishNacked
+from plugmq.client import ChannelClosed, ClientChannel, ClientConnection, Consumer, PublishNacked
 from plugmq.inbroker import Delivery, InBrokerClient
 from plugmq_federation.bindings import BOUND_FROM, Demand, registry_of, remote_bindings
 from plugmq_federation.demand import LINK_TAG, consumers_of
 from plugmq_federation.hops import Forward, Verdict, hop
+from plugmq_federation.ingress import RESENT_ARGUMENT, ROUTE_ARGUMENT, TYPE_NAME, ingress_name
 
 if TYPE_CHECKING:
     from plugmq_federation.link import Link
@@ -338,6 +339,7 @@ async def _settle_remote(
 async def run_push(link: Link, connection: ClientConnection, local: InBrokerClient) -> None:
     """Forward from the local queue to the remote exchange until the connection fails."""
     route = link.route
+    targets = await _declare_ingress(link, connection)
     channel = await connection.open_channel()
     await channel.exchange_declare(route.exchange, passive=True)
     await channel.confirm_select()
@@ -353,11 +355,43 @@ async def run_push(link: Link, connection: ClientConnection, local: InBrokerClie
                 batch.append(receive.receive_nowait())
             except trio.WouldBlock:
                 break
-        await _push_batch(link, channel, batch)
+        await _push_batch(link, channel, batch, targets)
 
 
-async def _push_batch(link: Link, channel: ClientChannel, batch: list[Delivery]) -> None:
-    """Publish ``batch`` to the remote broker, wait for its confirms, settle each locally."""
+async def _declare_ingress(link: Link, connection: ClientConnection) -> tuple[str, str]:
+    """Declare the route's ingress exchanges on the destination, bound to the route's
+    exchange; the exchanges to publish new messages and resends to.
+
+    A destination without the federation plugin (RabbitMQ, say) refuses the type: then
+    the link publishes into the exchange itself and that broker cannot drop copies.
+    """
+    route = link.route
+    names = (ingress_name(route.id), ingress_name(route.id, resent=True))
+    try:
+        async with connection.channel() as channel:
+            await channel.exchange_declare(route.exchange, passive=True)
+            for name, resent in zip(names, (False, True), strict=True):
+                arguments = {ROUTE_ARGUMENT: route.id, RESENT_ARGUMENT: resent}
+                await channel.exchange_declare(
+                    name, TYPE_NAME, durable=route.durable, arguments=arguments
+                )
+                await channel.exchange_bind(route.exchange, name)
+    except ChannelClosed as error:
+        if error.reply_code == 404:  # the route's exchange is missing: the link reports it
+            raise
+        link.ingress = False
+        return route.exchange, route.exchange
+    link.ingress = True
+    return names
+
+
+async def _push_batch(
+    link: Link, channel: ClientChannel, batch: list[Delivery], targets: tuple[str, str]
+) -> None:
+    """Publish ``batch`` to the remote broker, wait for its confirms, settle each locally.
+
+    Resends (``redelivered``) go to the resend ingress, which checks the route's in-doubt set.
+    """
     route = link.route
     sender, receiver = link.local_id_bytes, link.remote_id_bytes
     sent: list[tuple[int, Delivery]] = []
@@ -368,7 +402,7 @@ async def _push_batch(link: Link, channel: ClientChannel, batch: list[Delivery])
             delivery.ack()
             continue
         seq = await channel.publish(
-            route.exchange,
+            targets[delivery.redelivered],
             delivery.routing_key,
             delivery.body,
             result.header[_PROPERTIES_AT:],  # type: ignore[union-attr]
@@ -390,6 +424,7 @@ async def _push_batch(link: Link, channel: ClientChannel, batch: list[Delivery])
 
 __all__ = [
     "Verdict",
+    "ingress_name",
     "pull_queue_name",
     "push_queue_name",
     "run_demand",

@@ -85,6 +85,8 @@ class Link:
         #: The (key, path) bindings a dynamic route made on its remote queue; None until the
         #: first session has cleared what an earlier life of the route left there.
         self.remote_bindings: set[tuple[str, str]] | None = None
+        #: Whether a push link publishes through the destination's ingress (None: not yet).
+        self.ingress: bool | None = None
         self.state = "connecting"
         self.last_error = ""
         self.attempts = 0
@@ -239,6 +241,7 @@ class Link:
             "duplicates": self.drops[Verdict.DUPLICATE],
             "backlog": self.remote_backlog if backlog is None else backlog,
             "rate": round(self.rate, 1),
+            "ingress": self.ingress,
         }
 
     def source_queue(self) -> str:
