@@ -390,7 +390,9 @@ async def _push_batch(
 ) -> None:
     """Publish ``batch`` to the remote broker, wait for its confirms, settle each locally.
 
-    Resends (``redelivered``) go to the resend ingress, which checks the route's in-doubt set.
+    Resends (``redelivered``) go to the resend ingress, which checks the route's in-doubt set;
+    a message DEST refused (``x-overflow: reject-publish``) is not a copy there, yet DEST's
+    window took its key: its resend goes to the route's exchange itself, past the window.
     """
     route = link.route
     sender, receiver = link.local_id_bytes, link.remote_id_bytes
@@ -401,8 +403,11 @@ async def _push_batch(
             link.dropped(result)  # type: ignore[arg-type]
             delivery.ack()
             continue
+        target = targets[delivery.redelivered]
+        if delivery.redelivered and link.refused_copies and link.resending_refused(delivery):
+            target = route.exchange
         seq = await channel.publish(
-            targets[delivery.redelivered],
+            target,
             delivery.routing_key,
             delivery.body,
             result.header[_PROPERTIES_AT:],  # type: ignore[union-attr]
@@ -416,6 +421,7 @@ async def _push_batch(
     for seq, delivery in sent:
         if seq in nacked:
             link.refused += 1
+            link.refused_copy(delivery.header, delivery.body)
             delivery.nack(requeue=True)
         else:
             link.forwarded += 1
