@@ -7,7 +7,8 @@ the local copy is stored. A *push* bridge consumes the route's local queue throu
 in-broker client and publishes to the remote exchange in confirm mode; it acknowledges the
 local message once the remote broker confirmed the copy. Either way a crash anywhere leaves
 the source message unacknowledged, so it is sent again: at least once on the wire; the
-receiving broker's duplicate window (pull) makes it once for consumers.
+receiving broker's duplicate window (asked by the pull bridge, or by the ingress exchange a
+push bridge publishes into, :mod:`.ingress`) makes it once for consumers.
 
 Both run until the connection fails; the link (:mod:`.link`) reconnects and runs them again.
 """
@@ -18,6 +19,7 @@ from collections.abc import Awaitable, Callable
 from functools import partial
 from typing import TYPE_CHECKING
 
+import structlog
 import trio
 
 from plugmq.amqp.errors import NotFound
@@ -30,6 +32,8 @@ from plugmq_federation.ingress import RESENT_ARGUMENT, ROUTE_ARGUMENT, TYPE_NAME
 
 if TYPE_CHECKING:
     from plugmq_federation.link import Link
+
+log = structlog.get_logger("plugmq.federation")
 
 #: Offset of the property flags in a content-header payload (what a remote publish takes).
 _PROPERTIES_AT = 12
@@ -379,6 +383,11 @@ async def _declare_ingress(link: Link, connection: ClientConnection) -> tuple[st
     except ChannelClosed as error:
         if error.reply_code == 404:  # the route's exchange is missing: the link reports it
             raise
+        log.warning(
+            "federation_push_without_ingress",
+            route=route.id,
+            reason=f"{error.reply_code} {error.reply_text}",
+        )
         link.ingress = False
         return route.exchange, route.exchange
     link.ingress = True
