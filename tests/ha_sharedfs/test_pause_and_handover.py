@@ -100,7 +100,7 @@ def test_a_clean_shutdown_hands_over_at_once(tmp_path: Path) -> None:
     try:
         publish_confirmed(group.parameters(), "handover", [b"kept"])
         assert master.stop() == 0
-        new, active = group.wait_master(after_epoch=1)
+        new, _ = group.wait_master(after_epoch=1)
         assert new is standby
         taking = standby.wait_event("ha_taking_over", consume=False)
         # A handover, not a takeover by lease expiry (which would say the lease lapsed); how
