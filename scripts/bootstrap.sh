@@ -13,6 +13,10 @@ if [[ "${PLUGMQ_TEST_DEPS:-0}" == 1 ]]; then
     SYSTEM_PACKAGES+=(zookeeper)
     # Debian's pyverbs (the PyPI one needs a newer rdma-core): the host-side RDMA probe test.
     SYSTEM_PACKAGES+=(python3-pyverbs)
+    # store_pg's tests run their own PostgreSQL (initdb + pg_ctl); only when none is installed.
+    if ! compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null; then
+        SYSTEM_PACKAGES+=(postgresql)
+    fi
 fi
 
 missing=()

@@ -9,6 +9,7 @@ import pytest
 from support.broker_process import BrokerProcess, broker_process
 from support.failover_group import FailoverGroup, ToyHAMode
 from support.ledger import Ledger
+from support.postgres import PostgresServer, start_postgres
 
 
 @pytest.fixture
@@ -43,3 +44,23 @@ def toy_group(tmp_path: Path) -> Iterator[FailoverGroup]:
     group.start()
     yield group
     group.stop()
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresServer]:
+    """One real PostgreSQL server for the session (initdb + pg_ctl), removed at the end.
+
+    Skips when PostgreSQL is not installed (``PLUGMQ_TEST_DEPS=1 scripts/bootstrap.sh``).
+    """
+    server = start_postgres()
+    if server is None:
+        pytest.skip("PostgreSQL (initdb, pg_ctl) is not installed")
+    yield server
+    server.remove()
+
+
+@pytest.fixture
+def pg_schema(request: pytest.FixtureRequest) -> str:
+    """A schema name of this test's own (``--pg-schema``): tests share one server."""
+    digits = "".join(c if c.isalnum() else "_" for c in request.node.name.lower())
+    return f"t_{digits[-40:]}_{abs(hash(request.node.nodeid)) % 10**8}"

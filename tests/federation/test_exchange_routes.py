@@ -11,6 +11,7 @@ import pytest
 from support.federation import (
     bind_queue,
     collect,
+    connect,
     depth,
     manage,
     plugmq_json,
@@ -59,6 +60,46 @@ def test_exchange_route_forwards_matching_messages_once(
     publish(src, "amq.topic", [("orders.late", b"late")])
     remaining = plugmq_json("config", "list", "queues", "--broker", src.url)
     assert not [q for q in remaining if q["name"].startswith("federation.")], remaining
+    exchanges = plugmq_json("config", "list", "exchanges", "--broker", dest.url)
+    assert not [e for e in exchanges if e["name"].startswith("federation.")], exchanges
+
+
+def test_push_route_publishes_through_dest_ingress(start_brokers: StartBrokers) -> None:
+    """While the route lives, DEST has its ingress exchanges, bound to the route's exchange,
+    and the link says it uses them; a message sent twice with one id arrives once."""
+    brokers = start_brokers(["src", "dest"])
+    src, dest = brokers["src"], brokers["dest"]
+    bind_queue(dest, "orders", "amq.topic", "#")
+    plugmq_ok("route", "add", dest.url, src.url, "amq.topic", "orders.#", "--src-local")
+    exchanges = plugmq_json("config", "list", "exchanges", "--broker", dest.url)
+    ingress = {e["name"]: e["type"] for e in exchanges if e["name"].startswith("federation.")}
+    assert set(ingress.values()) == {"x-plugmq-federation-ingress"}, ingress
+    assert len(ingress) == 2, ingress
+    assert [link["ingress"] for link in manage(src, "link.list")] == [True]
+    publish(src, "amq.topic", [("orders.1", b"once"), ("orders.2", b"once")], message_ids=True)
+    publish(src, "amq.topic", [("orders.3", b"other")], message_ids=True)
+    got = collect(dest, "orders", 2)
+    assert sorted(body for _, body, _ in got) == [b"once", b"other"]
+    wait_for(lambda: manage(src, "link.list")[0]["backlog"] == 0, timeout=10)
+    assert depth(dest, "orders") == 0  # the second 'once' (same origin id) was dropped
+
+
+def test_push_copy_refused_by_dest_is_taken_when_resent(start_brokers: StartBrokers) -> None:
+    """A copy DEST's full queue refuses (reject-publish) is nacked, requeued on SRC and sent
+    again; DEST's window already took its id, yet the resend is taken: nothing is lost."""
+    brokers = start_brokers(["src", "dest"])
+    src, dest = brokers["src"], brokers["dest"]
+    with connect(dest) as connection:
+        channel = connection.channel()
+        arguments = {"x-max-length": 5, "x-overflow": "reject-publish"}
+        channel.queue_declare("small", durable=True, arguments=arguments)
+        channel.queue_bind("small", "amq.topic", "orders.#")
+    plugmq_ok("route", "add", dest.url, src.url, "amq.topic", "orders.#", "--src-local")
+    sent = [b"m%d" % i for i in range(40)]
+    publish(src, "amq.topic", ((f"orders.{i}", body) for i, body in enumerate(sent)), True)
+    wait_for(lambda: manage(src, "link.list")[0]["refused"] > 0, timeout=10)
+    got = collect(dest, "small", len(sent), timeout=30)
+    assert sorted(body for _, body, _ in got) == sorted(sent)
 
 
 def test_static_route_from_a_flag(start_brokers: StartBrokers) -> None:

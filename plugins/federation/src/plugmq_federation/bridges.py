@@ -7,7 +7,8 @@ the local copy is stored. A *push* bridge consumes the route's local queue throu
 in-broker client and publishes to the remote exchange in confirm mode; it acknowledges the
 local message once the remote broker confirmed the copy. Either way a crash anywhere leaves
 the source message unacknowledged, so it is sent again: at least once on the wire; the
-receiving broker's duplicate window (pull) makes it once for consumers.
+receiving broker's duplicate window (asked by the pull bridge, or by the ingress exchange a
+push bridge publishes into, :mod:`.ingress`) makes it once for consumers.
 
 Both run until the connection fails; the link (:mod:`.link`) reconnects and runs them again.
 """
@@ -18,17 +19,21 @@ from collections.abc import Awaitable, Callable
 from functools import partial
 from typing import TYPE_CHECKING
 
+import structlog
 import trio
 
 from plugmq.amqp.errors import NotFound
-from plugmq.client import ClientChannel, ClientConnection, Consumer, PublishNacked
+from plugmq.client import ChannelClosed, ClientChannel, ClientConnection, Consumer, PublishNacked
 from plugmq.inbroker import Delivery, InBrokerClient
 from plugmq_federation.bindings import BOUND_FROM, Demand, registry_of, remote_bindings
 from plugmq_federation.demand import LINK_TAG, consumers_of
 from plugmq_federation.hops import Forward, Verdict, hop
+from plugmq_federation.ingress import RESENT_ARGUMENT, ROUTE_ARGUMENT, TYPE_NAME, ingress_name
 
 if TYPE_CHECKING:
     from plugmq_federation.link import Link
+
+log = structlog.get_logger("plugmq.federation")
 
 #: Offset of the property flags in a content-header payload (what a remote publish takes).
 _PROPERTIES_AT = 12
@@ -338,6 +343,7 @@ async def _settle_remote(
 async def run_push(link: Link, connection: ClientConnection, local: InBrokerClient) -> None:
     """Forward from the local queue to the remote exchange until the connection fails."""
     route = link.route
+    targets = await _declare_ingress(link, connection)
     channel = await connection.open_channel()
     await channel.exchange_declare(route.exchange, passive=True)
     await channel.confirm_select()
@@ -353,11 +359,50 @@ async def run_push(link: Link, connection: ClientConnection, local: InBrokerClie
                 batch.append(receive.receive_nowait())
             except trio.WouldBlock:
                 break
-        await _push_batch(link, channel, batch)
+        await _push_batch(link, channel, batch, targets)
 
 
-async def _push_batch(link: Link, channel: ClientChannel, batch: list[Delivery]) -> None:
-    """Publish ``batch`` to the remote broker, wait for its confirms, settle each locally."""
+async def _declare_ingress(link: Link, connection: ClientConnection) -> tuple[str, str]:
+    """Declare the route's ingress exchanges on the destination, bound to the route's
+    exchange; the exchanges to publish new messages and resends to.
+
+    A destination without the federation plugin (RabbitMQ, say) refuses the type: then
+    the link publishes into the exchange itself and that broker cannot drop copies.
+    """
+    route = link.route
+    names = (ingress_name(route.id), ingress_name(route.id, resent=True))
+    try:
+        async with connection.channel() as channel:
+            await channel.exchange_declare(route.exchange, passive=True)
+            for name, resent in zip(names, (False, True), strict=True):
+                arguments = {ROUTE_ARGUMENT: route.id, RESENT_ARGUMENT: resent}
+                await channel.exchange_declare(
+                    name, TYPE_NAME, durable=route.durable, arguments=arguments
+                )
+                await channel.exchange_bind(route.exchange, name)
+    except ChannelClosed as error:
+        if error.reply_code == 404:  # the route's exchange is missing: the link reports it
+            raise
+        log.warning(
+            "federation_push_without_ingress",
+            route=route.id,
+            reason=f"{error.reply_code} {error.reply_text}",
+        )
+        link.ingress = False
+        return route.exchange, route.exchange
+    link.ingress = True
+    return names
+
+
+async def _push_batch(
+    link: Link, channel: ClientChannel, batch: list[Delivery], targets: tuple[str, str]
+) -> None:
+    """Publish ``batch`` to the remote broker, wait for its confirms, settle each locally.
+
+    Resends (``redelivered``) go to the resend ingress, which checks the route's in-doubt set;
+    a message DEST refused (``x-overflow: reject-publish``) is not a copy there, yet DEST's
+    window took its key: its resend goes to the route's exchange itself, past the window.
+    """
     route = link.route
     sender, receiver = link.local_id_bytes, link.remote_id_bytes
     sent: list[tuple[int, Delivery]] = []
@@ -367,8 +412,11 @@ async def _push_batch(link: Link, channel: ClientChannel, batch: list[Delivery])
             link.dropped(result)  # type: ignore[arg-type]
             delivery.ack()
             continue
+        target = targets[delivery.redelivered]
+        if delivery.redelivered and link.refused_copies and link.resending_refused(delivery):
+            target = route.exchange
         seq = await channel.publish(
-            route.exchange,
+            target,
             delivery.routing_key,
             delivery.body,
             result.header[_PROPERTIES_AT:],  # type: ignore[union-attr]
@@ -382,6 +430,7 @@ async def _push_batch(link: Link, channel: ClientChannel, batch: list[Delivery])
     for seq, delivery in sent:
         if seq in nacked:
             link.refused += 1
+            link.refused_copy(delivery.header, delivery.body)
             delivery.nack(requeue=True)
         else:
             link.forwarded += 1
@@ -390,6 +439,7 @@ async def _push_batch(link: Link, channel: ClientChannel, batch: list[Delivery])
 
 __all__ = [
     "Verdict",
+    "ingress_name",
     "pull_queue_name",
     "push_queue_name",
     "run_demand",

@@ -7,6 +7,7 @@ starts again, from the static and durable routes, at the next promotion.
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 import structlog
@@ -16,7 +17,7 @@ from plugmq.amqp.errors import AMQPError
 from plugmq.client import AMQPClientError, ConnectionClosed, ConnectionFailed, connect
 from plugmq.inbroker import InBrokerClient, open_internal_client
 from plugmq_federation.bridges import push_queue_name
-from plugmq_federation.dedup import DuplicateWindow
+from plugmq_federation.ingress import ingress_name, ingress_state
 from plugmq_federation.link import CONNECT_TIMEOUT, Link
 from plugmq_federation.persistence import RouteStore
 from plugmq_federation.routes import Route
@@ -38,7 +39,8 @@ class Federation:
         self.broker_id = broker_id
         self.store = store
         self.static = static
-        self.window = DuplicateWindow()
+        #: Shared with the ingress exchanges: pulled and pushed copies are recognised alike.
+        self.window = ingress_state(broker).window
         self.links: dict[str, Link] = {}
         self._nursery: trio.Nursery | None = None
 
@@ -120,7 +122,12 @@ class Federation:
         if route.push:
             with self._client(route.vhost) as client:
                 client.delete_queue(queue)
-            return f"deleted local queue {queue}"
+            remote = await self._remote_cleanup(route, partial(_delete_ingress, route))
+            return f"deleted local queue {queue}; {remote}"
+        return await self._remote_cleanup(route, partial(_delete_queue, queue))
+
+    async def _remote_cleanup(self, route: Route, action: Any) -> str:
+        """Run ``action(channel)`` on the route's remote broker; say what happened."""
         try:
             with trio.fail_after(CONNECT_TIMEOUT * 2):
                 async with (
@@ -131,10 +138,9 @@ class Federation:
                     ) as connection,
                     connection.channel() as channel,
                 ):
-                    await channel.queue_delete(queue)
+                    return await action(channel) + f" on {route.remote_display}"
         except (ConnectionFailed, ConnectionClosed, AMQPClientError, trio.TooSlowError) as error:
-            return f"could not delete queue {queue} on {route.remote_display}: {error}"
-        return f"deleted queue {queue} on {route.remote_display}"
+            return f"could not clean up on {route.remote_display}: {error}"
 
     # -- reports -------------------------------------------------------------------------------
 
@@ -163,6 +169,18 @@ class Federation:
                 return client.declare_queue(link.source_queue(), passive=True).message_count
         except (AMQPError, FederationError):
             return None
+
+
+async def _delete_queue(queue: str, channel: Any) -> str:
+    await channel.queue_delete(queue)
+    return f"deleted queue {queue}"
+
+
+async def _delete_ingress(route: Route, channel: Any) -> str:
+    names = [ingress_name(route.id), ingress_name(route.id, resent=True)]
+    for name in names:
+        await channel.exchange_delete(name)
+    return "deleted exchanges " + ", ".join(names)
 
 
 def _summary(route: Route) -> str:

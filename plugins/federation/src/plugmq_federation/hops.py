@@ -53,8 +53,8 @@ def hop(
     """The header the message gets at ``receiver``, or why it must not go there.
 
     ``window`` is the receiver's duplicate window and ``in_doubt`` the link's (None when the
-    receiver is remote: a push route cannot see the destination's, see the docs'
-    "Guarantees"); ``redelivered`` is the delivery's flag (a resend is recognised by it).
+    receiver is remote: a push route's destination asks its own in its ingress exchange,
+    :mod:`.ingress`); ``redelivered`` is the delivery's flag (a resend is recognised by it).
     """
     found = scan(header)
     route, _, stamp = (found.path or b"").partition(STAMP)

@@ -49,6 +49,8 @@ CONNECT_TIMEOUT = 5.0
 HEARTBEAT = 10
 #: At least this many recently stored messages are remembered as possibly unacknowledged.
 IN_DOUBT_MIN = 4096
+#: Refused pushed messages remembered until their resend (the oldest go first).
+REFUSED_KEPT = 65536
 #: Seconds between two reads of a pull link's remote queue depth.
 BACKLOG_EVERY = 2.0
 
@@ -85,6 +87,10 @@ class Link:
         #: The (key, path) bindings a dynamic route made on its remote queue; None until the
         #: first session has cleared what an earlier life of the route left there.
         self.remote_bindings: set[tuple[str, str]] | None = None
+        #: Whether a push link publishes through the destination's ingress (None: not yet).
+        self.ingress: bool | None = None
+        #: (header, body) of pushed messages DEST refused: their resend is not a copy.
+        self.refused_copies: dict[tuple[bytes, bytes], None] = {}
         self.state = "connecting"
         self.last_error = ""
         self.attempts = 0
@@ -214,6 +220,21 @@ class Link:
         """A message was not forwarded (loop, hop limit, duplicate)."""
         self.drops[verdict] += 1
 
+    def refused_copy(self, header: bytes, body: bytes) -> None:
+        """DEST refused this pushed message: its resend must get past DEST's window."""
+        copies = self.refused_copies
+        copies[header, body] = None
+        if len(copies) > REFUSED_KEPT:
+            del copies[next(iter(copies))]  # the oldest: its resend was long ago
+
+    def resending_refused(self, delivery: Any) -> bool:
+        """True (forgetting it) when ``delivery`` is the resend of a message DEST refused."""
+        identity = (delivery.header, delivery.body)
+        if identity not in self.refused_copies:
+            return False
+        del self.refused_copies[identity]
+        return True
+
     def describe(self, backlog: int | None = None) -> dict[str, Any]:
         """The link's state for ``link list``."""
         now = time.monotonic()
@@ -239,6 +260,7 @@ class Link:
             "duplicates": self.drops[Verdict.DUPLICATE],
             "backlog": self.remote_backlog if backlog is None else backlog,
             "rate": round(self.rate, 1),
+            "ingress": self.ingress,
         }
 
     def source_queue(self) -> str:

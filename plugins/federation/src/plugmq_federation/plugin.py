@@ -17,6 +17,7 @@ from plugmq_federation.commands import COMMANDS
 from plugmq_federation.demand import consumers_of
 from plugmq_federation.federation import STASH_KEY, Federation
 from plugmq_federation.identity import check_broker_id
+from plugmq_federation.ingress import IngressExchange, ingress_state
 from plugmq_federation.link import ID_PROPERTY
 from plugmq_federation.persistence import NAMESPACE, RouteStore, broker_id
 from plugmq_federation.routes import RouteError, parse_static
@@ -92,6 +93,19 @@ def plugmq_cli_commands(admin: Admin) -> Sequence[tuple[str, typer.Typer]]:
     from plugmq_federation.cli import make_link_app, make_route_app
 
     return [("route", make_route_app(admin)), ("link", make_link_app(admin))]
+
+
+@hookimpl
+def plugmq_exchange_types() -> list[type]:
+    """``x-plugmq-federation-ingress``: where push links publish (the duplicate window)."""
+    return [IngressExchange]
+
+
+@hookimpl
+def plugmq_exchange_declared(vhost: Any, exchange: Any) -> None:
+    """Give an ingress exchange its broker's duplicate window (recovered ones too)."""
+    if isinstance(exchange, IngressExchange):
+        exchange.attach(ingress_state(vhost.broker))
 
 
 @hookimpl

@@ -14,7 +14,6 @@ from plugmq.api import (
     ConfigError,
     ConnectionInfo,
     ConnectionRefusal,
-    OptionRegistry,
     Role,
     hookimpl,
 )
@@ -26,34 +25,6 @@ from plugmq_ha_sharedfs.status import STASH_KEY, make_ha_app
 from plugmq_ha_sharedfs.strategy import SharedFSHA
 
 GROUP = "HA (shared filesystem)"
-
-
-@hookimpl
-def plugmq_add_options(options: OptionRegistry) -> None:
-    """Register ``--ha-lease``, ``--ha-advertise-url`` and ``--ha-group``."""
-    options.add(
-        "--ha-lease",
-        type=float,
-        default=10.0,
-        help="--ha sharedfs: lease seconds. A master that cannot renew within it fences "
-        "itself; a standby replaces a master whose lease went unrenewed that long.",
-        group=GROUP,
-    )
-    options.add(
-        "--ha-advertise-url",
-        type=str,
-        default=None,
-        help="--ha sharedfs: this broker's client URL, written in the lease, named in "
-        "standbys' redirects and in cluster_urls (default: the first listener as amqp://host:port/).",
-        group=GROUP,
-    )
-    options.add(
-        "--ha-group",
-        type=str,
-        default="plugmq",
-        help="--ha sharedfs: the group name; a broker refuses a directory of another group.",
-        group=GROUP,
-    )
 
 
 @hookimpl

@@ -82,20 +82,6 @@ def add_options(options: OptionRegistry) -> None:
     )
 
 
-def add_shared_options(options: OptionRegistry) -> None:
-    """``--ha-advertise-url`` is shared with ha_sharedfs: register it only if nobody did
-    (plugin.py runs this last, so whichever HA plugins are loaded, the flag exists once)."""
-    if "ha_advertise_url" in options:
-        return
-    options.add(
-        "--ha-advertise-url",
-        default=None,
-        help="The AMQP URL clients use for this broker (redirects, cluster_urls); "
-        "default: amqp://<interface>:<port>/.",
-        group=GROUP,
-    )
-
-
 def parse_address(text: str, flag: str) -> tuple[str, int]:
     """``host:port`` → ``(host, port)`` or a :class:`ConfigError` naming the flag."""
     host, sep, port = text.strip().rpartition(":")

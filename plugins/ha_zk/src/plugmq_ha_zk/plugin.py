@@ -14,12 +14,11 @@ from plugmq_store_bdb.store import BDBStore
 STASH_KEY = "ha_zk"
 
 
-@hookimpl(trylast=True)
+@hookimpl
 def plugmq_add_options(options: OptionRegistry) -> None:
-    """The ``--zk-*``, ``--replicas`` and ``--replication-*`` flags, and
-    ``--ha-advertise-url`` unless another HA plugin (ha_sharedfs) registered it first."""
+    """The ``--zk-*``, ``--replicas`` and ``--replication-*`` flags (``--ha-advertise-url`` is
+    the core's, shared by every HA mode)."""
     zk_options.add_options(options)
-    zk_options.add_shared_options(options)
 
 
 @hookimpl

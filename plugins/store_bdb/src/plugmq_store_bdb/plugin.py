@@ -18,7 +18,8 @@ def plugmq_add_options(options: OptionRegistry) -> None:
         "--store",
         type=str,
         default="bdb",
-        help="Message store: 'bdb' (Berkeley DB in <data-dir>/bdb) or 'memory' (nothing kept).",
+        help="Message store: 'bdb' (Berkeley DB in <data-dir>/bdb), 'memory' (nothing kept), "
+        "or one a plugin provides ('pg': PostgreSQL, see --pg-dsn).",
         group=GROUP,
     )
     options.add(

@@ -1,0 +1,1 @@
+"""PostgreSQL store (``--store pg``) and the HA mode on it (``--ha pg``)."""

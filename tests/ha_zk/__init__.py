@@ -1,0 +1,1 @@
+"""ha_zk tests (a package: test_bad_input.py exists in other test directories too)."""
