@@ -279,6 +279,7 @@ class ZKStrategy:
             await self._hold_mastership(broker, epoch, lost)
         reason = "ZooKeeper session or connection lost" if lost.is_set() else "master node lost"
         await broker.fence(reason, keep_listening=True)
+        self.status.master = None  # it was us: redirect to nobody until the next master is read
         broker.unblock_publishers(BLOCK_NAME)
         self._member_path = None
         await broker.become(Role.REPLICA)
