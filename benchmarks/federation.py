@@ -21,7 +21,9 @@ Scenarios (``SCENARIOS``):
 * ``local-*``: the same producer and consumer on broker A alone (an exchange that is not
   federated): the baseline that gives the hop's added latency and the CPU of a local delivery.
 * ``links-N``: N federated exchanges, one link/route each, N producers into A, one consumer
-  process with a connection per queue on B; per-link and total rate.
+  process with a connection per queue on B; per-link and total rate at full speed.
+  ``links-N-at-1k``: the same with every producer paced at 1,000 msg/s (``latency-1k`` is
+  its N = 1): how many links one broker carries before they fall below half of that.
 
 Broker CPU is ``utime + stime`` of each broker process (``beam.smp`` for RabbitMQ) over the
 measured window, per message delivered on B. The other side's two idle brokers keep running;
@@ -105,6 +107,9 @@ SCENARIOS = [
     Scenario("links-2", links=2),
     Scenario("links-4", links=4),
     Scenario("links-8", links=8),
+    Scenario("links-2-at-1k", links=2, rate=1000),
+    Scenario("links-4-at-1k", links=4, rate=1000),
+    Scenario("links-8-at-1k", links=8, rate=1000),
 ]
 
 
@@ -139,15 +144,17 @@ class Pair(Protocol):
 class RabbitPair:
     """Two private RabbitMQ nodes with ``rabbitmq_federation``; B's upstream is A.
 
-    ``ack-mode`` is ``on-confirm`` for persistent scenarios (acked on A only once B confirmed)
-    and ``on-publish`` for transient ones (acked on A once republished to B, no confirm
-    wait): the modes closest to plugmq's acked and unacked routes. Other upstream settings
-    are RabbitMQ's defaults (``prefetch-count`` 1000, ``max-hops`` 1).
+    ``ack-mode`` is ``on-confirm`` (RabbitMQ's default: a message is acked on A once B
+    confirmed its copy, immediately for a transient message) in every scenario, because
+    plugmq's routes have only that mode (``--ack N`` is the window of unacked messages, 1 at
+    least). ``--rabbit-transient-ack-mode on-publish`` or ``no-ack`` measures the cheaper
+    RabbitMQ modes for transient messages. Other upstream settings are RabbitMQ's defaults
+    (``prefetch-count`` 1000, ``max-hops`` 1).
     """
 
     kind = "rabbitmq"
 
-    def __init__(self, base: Path, transient_ack_mode: str = "on-publish") -> None:
+    def __init__(self, base: Path, transient_ack_mode: str = "on-confirm") -> None:
         tag = secrets.token_hex(3)
         plugins = ["rabbitmq_federation"]
         self.a = RabbitMQBroker(base / "a", node=f"fedbencha{tag}@localhost", plugins=plugins)
@@ -210,11 +217,16 @@ class PythonBroker(PlugmqBroker):
 
 
 class PlugmqPair:
-    """Two plugmq brokers (TCP, Berkeley DB store, federation); pull routes run on B."""
+    """Two plugmq brokers (TCP, Berkeley DB store, federation); pull routes run on B.
+
+    Every route is acknowledged transfer (``--ack 100``, the plugin's default window: B acks
+    a message on A once its copy is routed, and stored for a persistent message on a durable
+    queue); persistent scenarios add ``--durable`` (the route and A's queue survive restarts).
+    """
 
     kind = "plugmq"
 
-    def __init__(self, base: Path, python: str, transient_ack: int = 0) -> None:
+    def __init__(self, base: Path, python: str, transient_ack: int = 100) -> None:
         self.python = python
         self.a = PythonBroker(python, base / "a", *PLUGINS)
         self.b = PythonBroker(python, base / "b", *PLUGINS)
@@ -697,8 +709,8 @@ def main() -> None:
     parser.add_argument(
         "--plugmq-python", default=sys.executable, help="interpreter whose plugmq runs the brokers"
     )
-    parser.add_argument("--rabbit-transient-ack-mode", default="on-publish")
-    parser.add_argument("--plugmq-transient-ack", type=int, default=0)
+    parser.add_argument("--rabbit-transient-ack-mode", default="on-confirm")
+    parser.add_argument("--plugmq-transient-ack", type=int, default=100)
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/federation.json"))
     args = parser.parse_args()
     tuning = Tuning(duration=args.duration, size=args.size, inflight=args.inflight)
