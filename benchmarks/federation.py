@@ -42,6 +42,7 @@ import multiprocessing
 import secrets
 import shutil
 import statistics
+import struct
 import subprocess
 import sys
 import tempfile
@@ -344,7 +345,11 @@ def probe(url_a: str, topology: Topology) -> None:
         for exchange, queue in zip(topology.exchanges, topology.queues, strict=True):
             deadline = time.monotonic() + PROBE_TIMEOUT
             while True:
-                publish_channel.basic_publish(exchange, KEY, b"probe-probe")
+                # unique bodies: plugmq drops a message whose content it has seen (no
+                # message_id: its duplicate window keys on the content); a send time in the
+                # first 8 bytes keeps a straggler's latency sample sane
+                body = struct.pack(">q", time.monotonic_ns()) + b"probe"
+                publish_channel.basic_publish(exchange, KEY, body)
                 method, _, _ = get_channel.basic_get(queue, auto_ack=True)
                 if method is not None:
                     break
@@ -697,6 +702,22 @@ def markdown(results: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def plugmq_source(python: str) -> dict[str, str]:
+    """Where the benchmarked plugmq and its federation plugin come from (path, git commit)."""
+    script = "import plugmq, plugmq_federation; print(plugmq_federation.__file__)"
+    done = subprocess.run([python, "-c", script], capture_output=True, text=True, check=False)
+    where = Path(done.stdout.strip() or ".").resolve().parent
+    git = ["git", "-C", str(where)]
+    commit = subprocess.run([*git, "rev-parse", "HEAD"], capture_output=True, text=True)
+    dirty = subprocess.run([*git, "status", "--porcelain", "."], capture_output=True, text=True)
+    return {
+        "python": python,
+        "plugin": str(where),
+        "commit": commit.stdout.strip(),
+        "plugin_dir_dirty": str(bool(dirty.stdout.strip())),
+    }
+
+
 def main() -> None:
     """Parse arguments, start both sides, run every scenario alternating, write the results."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -768,6 +789,7 @@ def main() -> None:
         "args": {k: str(v) for k, v in vars(args).items()},
         "tuning": asdict(tuning),
         "modes": {kind: pair.mode for kind, pair in pairs.items()},
+        "plugmq_source": plugmq_source(args.plugmq_python) if "plugmq" in pairs else None,
         "results": results,
         "failures": failures,
         "medians_markdown": table,
