@@ -702,6 +702,52 @@ def markdown(results: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def derived(results: list[dict[str, Any]]) -> str:
+    """The answers the issue asks for, per broker, from the medians (markdown bullets)."""
+    table = medians(results)
+    lines = []
+    for kind in ("plugmq", "rabbitmq"):
+
+        def get(name: str, key: str, kind: str = kind) -> float | None:
+            return table.get((name, kind), {}).get(key)
+
+        link, local = get("transient", "cpu_total"), get("local-transient", "cpu_a")
+        if link and local:
+            lines.append(
+                f"* {kind}: one link costs {link - local:,.1f} µs of broker CPU per message on"
+                f" top of a local delivery ({link:,.1f} on A+B vs {local:,.1f} on one broker,"
+                f" {link / local:.1f}x)"
+            )
+        for rate in ("1k", "10k"):
+            hop, base = get(f"latency-{rate}", "p50_ms"), get(f"local-latency-{rate}", "p50_ms")
+            got = get(f"latency-{rate}", "delivered_per_s")
+            if hop is not None and base is not None:
+                lines.append(
+                    f"* {kind}: the hop adds {hop - base:,.3f} ms to p50 at {rate} msg/s"
+                    f" ({hop:,.3f} vs {base:,.3f} ms; {got:,.0f} msg/s delivered)"
+                )
+        for suffix in ("", "-at-1k"):
+            one = get("transient" if not suffix else "latency-1k", "delivered_per_s")
+            if not one:
+                continue
+            halved, measured = None, []
+            for n in (2, 4, 8):
+                per_link = get(f"links-{n}{suffix}", "per_link_per_s")
+                if per_link is None:
+                    continue
+                measured.append(f"N={n}: {per_link:,.0f}")
+                if halved is None and per_link < one / 2:
+                    halved = n
+            if not measured:
+                continue
+            verdict = f"halves at N = {halved}" if halved else "never halves up to the largest N"
+            lines.append(
+                f"* {kind}: links {'at full speed' if not suffix else 'paced at 1k msg/s each'}:"
+                f" one link {one:,.0f} msg/s; per link {', '.join(measured)}: {verdict}"
+            )
+    return "\n".join(lines)
+
+
 def plugmq_source(python: str) -> dict[str, str]:
     """Where the benchmarked plugmq and its federation plugin come from (path, git commit)."""
     script = "import plugmq, plugmq_federation; print(plugmq_federation.__file__)"
@@ -783,6 +829,7 @@ def main() -> None:
             with contextlib.suppress(Exception):
                 pair.stop()
     table = markdown(results) if results else ""
+    answers = derived(results) if results else ""
     document = {
         "started": began,
         "finished": time.time(),
@@ -793,10 +840,12 @@ def main() -> None:
         "results": results,
         "failures": failures,
         "medians_markdown": table,
+        "derived_markdown": answers,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(document, indent=2, default=str))
     print(table)
+    print(answers)
     shutil.rmtree(scratch, ignore_errors=True)
 
 
