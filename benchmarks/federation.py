@@ -779,7 +779,12 @@ def main() -> None:
     parser.add_argument("--rabbit-transient-ack-mode", default="on-confirm")
     parser.add_argument("--plugmq-transient-ack", type=int, default=100)
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/federation.json"))
+    parser.add_argument("--report", type=Path, help="only print the tables of a results file")
     args = parser.parse_args()
+    if args.report:
+        saved = json.loads(args.report.read_text())["results"]
+        print(markdown(saved), derived(saved), sep="\n\n")
+        return
     tuning = Tuning(duration=args.duration, size=args.size, inflight=args.inflight)
     scratch = Path(tempfile.mkdtemp(prefix="plugmq-fedbench-"))
     pairs: dict[str, Pair] = {}
