@@ -137,6 +137,8 @@ class Pair(Protocol):
 
     def federate(self, exchanges: Sequence[str], persistent: bool) -> None: ...
 
+    def diagnose(self) -> Any: ...
+
     def unfederate(self, exchanges: Sequence[str]) -> None: ...
 
     def stop(self) -> None: ...
@@ -195,6 +197,10 @@ class RabbitPair:
             "ack-mode": "on-confirm" if persistent else self.transient_ack_mode,
         }
         self.b.ctl("set_parameter", "federation-upstream", "a", json.dumps(upstream))
+
+    def diagnose(self) -> Any:
+        """B's federation link status."""
+        return self.b.ctl("eval", "rabbit_federation_status:status().")
 
     def unfederate(self, exchanges: Sequence[str]) -> None:
         """Nothing: deleting B's exchanges stops their links and removes A's queues."""
@@ -273,6 +279,19 @@ class PlugmqPair:
                 ["--ack", "100", "--durable"] if persistent else ["--ack", str(self.transient_ack)]
             )
             self.route("add", self.url_b, self.url_a, exchange, KEY, *flags)
+
+    def diagnose(self) -> Any:
+        """B's ``plugmq link list --json`` (forwarded, duplicates, backlog of every link)."""
+        done = subprocess.run(
+            [self.python, "-m", "plugmq", "link", "list", self.url_b, "--json"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        with contextlib.suppress(json.JSONDecodeError):
+            return json.loads(done.stdout)
+        return done.stdout + done.stderr
 
     def unfederate(self, exchanges: Sequence[str]) -> None:
         """Delete the routes again."""
@@ -400,7 +419,7 @@ class Tuning:
     inflight: int = 5000
     confirm_window: int = 100
     prefetch: int = 100
-    drain_timeout: float = 20.0
+    drain_timeout: float = 60.0
 
 
 class Workers:
@@ -539,6 +558,7 @@ def measure(
         producers = workers.results("producer")
         drained = _drain(workers, [p["sent"] for p in producers], tuning.drain_timeout)
         workers.control(STOP_CONSUMING)
+        diagnosis = None if drained else pair.diagnose()
         consumer = workers.results("consumer")[0]
         workers.control(STOP)
     finally:
@@ -547,6 +567,7 @@ def measure(
             tear_down(pair, scenario, topology)
     return _result(pair, scenario, span, first, last, meters, idle, producers, consumer) | {
         "drained": drained,
+        "links_when_not_drained": diagnosis,
         "per_second_delivered": per_second,
         "loadavg_before": load_before,
         "loadavg_after": loadavg(),
