@@ -47,12 +47,19 @@ def _kill_group(process: subprocess.Popen[bytes], signum: int) -> None:
 
 
 class PlugmqBroker:
-    """``python -m plugmq broker`` (same as ``uv run plugmq broker``) in ``base``."""
+    """``python -m plugmq broker`` (same as ``uv run plugmq broker``) in ``base``.
+
+    ``python`` is the interpreter that runs it (default: this one), so two builds of plugmq,
+    each installed in its own venv, can be compared side by side.
+    """
 
     kind = "plugmq"
 
-    def __init__(self, base: Path, *args: str, port: int | None = None) -> None:
+    def __init__(
+        self, base: Path, *args: str, port: int | None = None, python: str | None = None
+    ) -> None:
         self.base = base
+        self.python = python or sys.executable
         self.port = port or free_port()
         self.args = list(args)
         self.process: subprocess.Popen[bytes] | None = None
@@ -72,7 +79,7 @@ class PlugmqBroker:
     def command(self) -> list[str]:
         """The command line that starts the broker."""
         return [
-            sys.executable, "-m", "plugmq", "broker",
+            self.python, "-m", "plugmq", "broker",
             "--interface", "127.0.0.1", "--port", str(self.port),
             "--data-dir", str(self.base / "data"), "--log-json", "--log-level", "warning",
             *self.args,

@@ -41,10 +41,15 @@ PLUGINS = ("--no-autoload", "--load-module", "transport_tcp", "--load-module", "
 QUEUE = "bench-backlog"
 
 
-def fill(broker: Any, count: int, size: int, window: int) -> dict[str, Any]:
-    """Publish ``count`` persistent messages to the durable queue ``QUEUE`` (confirmed)."""
+def fill(
+    broker: Any, count: int, size: int, window: int, python: str | None = None
+) -> dict[str, Any]:
+    """Publish ``count`` persistent messages to the durable queue ``QUEUE`` (confirmed).
+
+    ``python`` is the interpreter whose ``plugmq perf`` runs (default: this one).
+    """
     command = [
-        sys.executable, "-m", "plugmq", "perf", "backlog", "--no-autoload",
+        python or sys.executable, "-m", "plugmq", "perf", "backlog", "--no-autoload",
         "--url", broker.url, "--broker-pid", str(broker.pid), "--count", str(count),
         "--size", str(size), "--confirm-window", str(window), "--queue", QUEUE, "--keep",
         "--json", "--quiet",
@@ -68,9 +73,13 @@ def message_count(url: str) -> int | None:
         return None
 
 
-def recovery(broker: Any, count: int, window: int) -> dict[str, Any]:
-    """Fill, kill -9, restart: seconds until AMQP and until every message is back."""
-    filled = fill(broker, count, 100, window)
+def recovery(broker: Any, count: int, window: int, python: str | None = None) -> dict[str, Any]:
+    """Fill, kill -9, restart: seconds until AMQP and until every message is back.
+
+    ``python`` runs the filling ``plugmq perf`` (default: this interpreter). The broker's CPU
+    seconds spent restarting (start to every message back) are reported too.
+    """
+    filled = fill(broker, count, 100, window, python)
     print(f"  {broker.kind}: filled {count} at {filled['confirmed_per_s']:,.0f} confirmed/s")
     before = message_count(broker.url)
     broker.kill9()
@@ -84,7 +93,8 @@ def recovery(broker: Any, count: int, window: int) -> dict[str, Any]:
             break
         time.sleep(0.2)
     complete = time.monotonic() - began
-    rss = read_proc(broker.pid).rss_bytes
+    sample = read_proc(broker.pid)
+    rss = sample.rss_bytes
     print(f"  {broker.kind}: AMQP after {ready:.1f} s, {recovered} messages after {complete:.1f} s")
     return {
         "fill_confirmed_per_s": filled["confirmed_per_s"],
@@ -94,6 +104,7 @@ def recovery(broker: Any, count: int, window: int) -> dict[str, Any]:
         "amqp_ready_s": ready,
         "all_messages_back_s": complete,
         "rss_after_recovery_mib": rss / 2**20,
+        "restart_cpu_s": sample.cpu_seconds,
     }
 
 

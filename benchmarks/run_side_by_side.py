@@ -48,11 +48,20 @@ SCENARIOS: list[tuple[str, str, list[str]]] = [
 
 
 def perf(
-    url: str, pid: int, scenario: str, extra: list[str], duration: float, size: int
+    url: str,
+    pid: int,
+    scenario: str,
+    extra: list[str],
+    duration: float,
+    size: int,
+    python: str | None = None,
 ) -> dict[str, Any]:
-    """Run one scenario with the perf tool in a subprocess; return its JSON result."""
+    """Run one scenario with the perf tool in a subprocess; return its JSON result.
+
+    ``python`` is the interpreter whose ``plugmq perf`` runs (default: this one).
+    """
     command = [
-        sys.executable, "-m", "plugmq", "perf", scenario, *PLUGINS[:1],
+        python or sys.executable, "-m", "plugmq", "perf", scenario, *PLUGINS[:1],
         "--url", url, "--broker-pid", str(pid), "--duration", str(duration),
         "--size", str(size), "--json", "--quiet", *extra,
     ]  # fmt: skip

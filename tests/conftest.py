@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 from support.broker_process import BrokerProcess, broker_process
+from support.failover_group import FailoverGroup, ToyHAMode
+from support.ledger import Ledger
 
 
 @pytest.fixture
@@ -31,3 +33,13 @@ def shared_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BrokerPr
     process = broker_process(tmp_path_factory.mktemp("shared"), "--store", "memory").start()
     yield process
     process.stop()
+
+
+@pytest.fixture
+def toy_group(tmp_path: Path) -> Iterator[FailoverGroup]:
+    """Three brokers under the toy HA strategy sharing one data directory; member 0 is
+    master. ``toy_group.ledger`` is the test's invariant ledger (told about every kill)."""
+    group = FailoverGroup(tmp_path, ToyHAMode(tmp_path), size=3, ledger=Ledger())
+    group.start()
+    yield group
+    group.stop()

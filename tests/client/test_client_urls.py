@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from plugmq.client import parse_url
+from plugmq.client.urls import adopt_url, master_redirect_text, redirect_target, same_broker
 
 
 def test_defaults_fill_user_password_port_and_vhost() -> None:
@@ -32,3 +33,30 @@ def test_str_masks_the_password() -> None:
 def test_bad_urls_are_refused(bad: str) -> None:
     with pytest.raises(ValueError):
         parse_url(bad)
+
+
+def test_redirect_text_round_trips_through_the_convention() -> None:
+    text = master_redirect_text("standby", "amqp://10.0.0.2:5672/")
+    assert text == "standby; the master is amqp://10.0.0.2:5672/"
+    assert redirect_target(text) == "amqp://10.0.0.2:5672/"
+    assert redirect_target("320 CONNECTION_FORCED - " + text + ". Bye") == "amqp://10.0.0.2:5672/"
+    quoted = f"broker forced connection closure with reason '{text}'"
+    assert redirect_target(quoted) == "amqp://10.0.0.2:5672/"
+
+
+@pytest.mark.parametrize(
+    "text", ["broker shutting down", "the master is ", "the master is unknown", "the master is "]
+)
+def test_close_texts_without_a_master_url_are_no_redirect(text: str) -> None:
+    assert redirect_target(text) is None
+
+
+def test_adopted_url_keeps_credentials_and_vhost_of_the_given_url() -> None:
+    given = parse_url("amqp://app:s3cret@h1:5672/orders")
+    adopted = adopt_url(b"amqp://intruder:x@H2:5673/other", given)
+    assert adopted is not None
+    assert (adopted.host, adopted.port) == ("h2", 5673)
+    assert (adopted.username, adopted.password, adopted.vhost) == ("app", "s3cret", "orders")
+    assert same_broker(adopted, parse_url("amqp://h2:5673/"))
+    assert not same_broker(adopted, parse_url("amqp+rdma://h2:5673/"))
+    assert adopt_url("not a url", given) is None

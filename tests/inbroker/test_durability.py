@@ -112,3 +112,43 @@ async def test_a_failing_callback_is_logged_and_the_broker_goes_on(
     internal = open_internal_client(live_broker)
     with trio.fail_after(5):
         assert await internal.publish_durably("", "durable.q", b"n", properties=PERSISTENT)
+
+
+class _HoldingGate:
+    """A durability gate the test releases or fails by hand (the replication seam)."""
+
+    name = "test"
+
+    def __init__(self) -> None:
+        self.written_upto = 0
+
+    def written(self, upto_seq: int, records: object) -> None:
+        self.written_upto = upto_seq
+
+
+async def test_a_gate_holds_on_durable_and_a_failed_record_reports_false(
+    live_broker: Broker, client: InBrokerClient
+) -> None:
+    await client.flush()
+    gate = _HoldingGate()
+    live_broker.add_durability_gate(gate)
+    try:
+        calls: list[bool] = []
+        client.publish("", "durable.q", b"held", properties=PERSISTENT, on_durable=calls.append)
+        seq = live_broker.journal.last_seq
+        with trio.fail_after(10):
+            while gate.written_upto < seq:
+                await trio.sleep(0.01)
+        assert calls == [], "written by the store, but the gate has not released it"
+        live_broker.journal.fail(gate, seq, "replicas unreachable")
+        assert calls == [False]
+
+        client.publish("", "durable.q", b"ok", properties=PERSISTENT, on_durable=calls.append)
+        seq = live_broker.journal.last_seq
+        with trio.fail_after(10):
+            while gate.written_upto < seq:
+                await trio.sleep(0.01)
+        live_broker.journal.release(gate, seq)
+        assert calls == [False, True]
+    finally:
+        live_broker.remove_durability_gate(gate)

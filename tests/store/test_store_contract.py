@@ -10,7 +10,11 @@ from __future__ import annotations
 
 import datetime
 import random
+import subprocess
+import sys
+import textwrap
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from decimal import Decimal
 from pathlib import Path
 
@@ -38,7 +42,7 @@ Step = tuple[str, object]
 
 
 def msg(queue: str, message_id: int, vhost: str = "/", **fields) -> MessageEnqueued:
-    """A small persistent message whose content depends only on its id."""
+    """A small persistent message whose content (and enqueue time) depends only on its id."""
     return MessageEnqueued(
         vhost,
         queue,
@@ -47,6 +51,7 @@ def msg(queue: str, message_id: int, vhost: str = "/", **fields) -> MessageEnque
         fields.pop("routing_key", f"key.{message_id}"),
         fields.pop("header", b"\x00<" + message_id.to_bytes(4, "big")),
         fields.pop("body", f"body {message_id}".encode()),
+        enqueued_at=fields.pop("enqueued_at", 1_764_900_000.123456 + message_id / 7),
         **fields,
     )
 
@@ -98,6 +103,25 @@ SCENARIOS: dict[str, list[Step]] = {
             ConfigSet("federation", "route-2", None),
             ConfigSet("federation", "never-set", None),
         ),
+    ],
+    "plugin_config_namespaces": [
+        batch(
+            ConfigSet("federation", "route/1", {"source": "amqp://a", "queues": ["q1", "q2"]}),
+            ConfigSet("ha", "settings", {"replicas": 3, "quorum": True, "lease": 2.5}),
+            ConfigSet("toy", "", b"\x00binary\xff"),
+            ConfigSet("toy", "ü/key", [None, 1, -2, "three", [4.0]]),
+        ),
+        batch(ConfigSet("toy", "", None), ConfigSet("ha", "settings", {"replicas": 5})),
+    ],
+    "enqueue_times": [
+        batch(
+            QueueDeclared("/", "t"),
+            msg("t", 1, enqueued_at=0.0),
+            msg("t", 2, enqueued_at=1e-6),
+            msg("t", 3, enqueued_at=4_102_444_800.000001),
+            msg("t", 4, body=b"L" * 5000, enqueued_at=1_764_900_001.5),
+        ),
+        mark("t", 2, 4),
     ],
     "unicode_and_odd_names": [
         batch(
@@ -255,6 +279,17 @@ class StoreUnderTest:
         self.store = self._make()
         self.store.open()
 
+    def crash_after(self, scenario: str) -> None:
+        """Run ``scenario`` in a process that is then killed with SIGKILL, and open again.
+
+        The memory store keeps nothing across a crash: it starts empty.
+        """
+        self.store.close()
+        if self.kind == "bdb":
+            _run_and_kill(self.home, scenario)
+        self.store = self._make()
+        self.store.open()
+
 
 @pytest.fixture(params=["memory", "bdb"])
 def subject(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[StoreUnderTest]:
@@ -262,6 +297,48 @@ def subject(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[StoreUnd
     under_test = StoreUnderTest(request.param, tmp_path)
     yield under_test
     under_test.store.close()
+
+
+CRASHER = textwrap.dedent(
+    """
+    import sys
+    from pathlib import Path
+    from plugmq.store.state import StoredState
+    from plugmq_store_bdb import BDBStore
+    from store.test_store_contract import SCENARIOS, run_steps
+    store = BDBStore(Path(sys.argv[1]), sync="commit")
+    store.open()
+    list(store.recover(lambda done, total: None))
+    run_steps(store, StoredState(), SCENARIOS[sys.argv[2]])
+    print("applied", flush=True)
+    sys.stdin.read()  # until killed
+    """
+)
+
+
+def _run_and_kill(home: Path, scenario: str) -> None:
+    """Apply a scenario to a Berkeley DB store in a subprocess, then SIGKILL it."""
+    crasher = subprocess.Popen(
+        [sys.executable, "-c", CRASHER, str(home), scenario],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=Path(__file__).resolve().parents[1],
+    )
+    try:
+        lines = iter(crasher.stdout.readline, "")  # log lines first, then "applied"
+        assert any(line == "applied\n" for line in lines), "the crashing writer did not apply"
+    finally:
+        crasher.kill()
+        crasher.wait(timeout=10)
+        crasher.stdin.close()
+        crasher.stdout.close()
+
+
+def all_redelivered(records: Iterator[Record]) -> Iterator[Record]:
+    """``records`` with every message flagged redelivered."""
+    for record in records:
+        yield replace(record, redelivered=True) if isinstance(record, MessageEnqueued) else record
 
 
 def run_steps(store: Store, state: StoredState, steps: list[Step]) -> None:
@@ -339,3 +416,32 @@ def test_purge_after_an_id_keeps_the_older_messages(subject, recover) -> None:
     subject.reopen()
     recovered = [r.message_id for r in recover(subject.store) if isinstance(r, MessageEnqueued)]
     assert recovered == [1, 2, 3, 4, 5, 6]
+
+
+@pytest.mark.parametrize("scenario", ["mark_delivered", "enqueue_times", "random_0"])
+def test_after_an_unclean_stop_every_message_is_redelivered(
+    subject, scenario, canonical, recover
+) -> None:
+    """Issue 17 item 12: never a false negative, also after later clean restarts."""
+    state = StoredState()
+    run_steps(MemoryStore(), state, SCENARIOS[scenario])
+    subject.crash_after(scenario)
+    survived = list(all_redelivered(state.records())) if subject.store.durable else []
+    expected = canonical(survived)
+    assert canonical(recover(subject.store)) == expected
+    subject.reopen()  # a clean stop and start: those messages stay flagged
+    assert canonical(recover(subject.store)) == expected
+    for queue, messages in expected["messages"].items():
+        paged = subject.store.read_queue(*queue, 0, 1000)
+        assert paged == messages, f"paging {queue} in lost the redelivered flag"
+
+
+def test_messages_stored_after_an_unclean_stop_keep_their_own_flags(subject, recover) -> None:
+    subject.crash_after("mark_delivered")
+    recover(subject.store)  # what the broker does first: ids go on above the highest seen
+    subject.store.apply([QueueDeclared("/", "later"), msg("later", 100), msg("later", 101)])
+    subject.store.mark_delivered("/", "later", [101])
+    subject.reopen()
+    later = [r for r in recover(subject.store) if isinstance(r, MessageEnqueued)]
+    later = [(r.message_id, r.redelivered) for r in later if r.queue == "later"]
+    assert later == [(100, False), (101, True)]

@@ -67,8 +67,11 @@ class BrokerProcess:
     def wait_listening(
         self, timeout: float = START_TIMEOUT, name: str = "broker_active", consume: bool = True
     ) -> int:
-        """Wait for a new ``name`` event naming listeners; return its TCP port."""
+        """Wait for a new ``name`` event; return the TCP port it names (the port given with
+        ``--port`` when the event names no listeners: a standby that does not listen)."""
         event = self.wait_event(name, timeout, consume=consume)
+        if "listening" not in event:
+            return self.port
         tcp = [a for a in event["listening"] if a.startswith("tcp://")]
         return int(tcp[0].rsplit(":", 1)[1])
 

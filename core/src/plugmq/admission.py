@@ -14,6 +14,7 @@ from typing import Any
 
 from plugmq.amqp import constants as C
 from plugmq.amqp.errors import AMQPError
+from plugmq.client.urls import master_redirect_text
 
 
 @dataclass(frozen=True)
@@ -38,6 +39,13 @@ class ConnectionRefusal:
 
     text: str
     reply_code: int = C.CONNECTION_FORCED
+
+    @classmethod
+    def redirect(cls, state: str, master_url: str) -> ConnectionRefusal:
+        """A 320 refusal sending the client to ``master_url``, in the one text convention
+        failover clients follow (:func:`plugmq.client.urls.master_redirect_text`):
+        ``"standby; the master is amqp://10.0.0.2:5672/"``. Name no credentials in the URL."""
+        return cls(master_redirect_text(state, master_url))
 
     def error(self) -> AMQPError:
         """The AMQP error the connection closes with (class 10 method 11: start-ok)."""

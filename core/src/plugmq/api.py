@@ -32,6 +32,7 @@ from plugmq.inbroker import (
 )
 from plugmq.journal import DurabilityGate
 from plugmq.management.commands import Command, CommandContext, CommandError
+from plugmq.settings import PluginSettings, SettingsError
 from plugmq.store import NotReplicated, Store, StoreError, records
 from plugmq.transport import Dialer, DirectStream, ListenerFactory
 
@@ -84,6 +85,15 @@ class BrokerAPI(Protocol):
     def stop_serving(self) -> None:
         """Close the listeners."""
 
+    def block_publishers(self, name: str, reason: str) -> None:
+        """Block publishers (connection.blocked) for a plugin's reason until unblocked."""
+
+    def unblock_publishers(self, name: str) -> None:
+        """Withdraw that reason."""
+
+    def settings(self, namespace: str) -> PluginSettings:
+        """The plugin's persistent settings (journaled, back at recovery)."""
+
     def add_durability_gate(self, gate: DurabilityGate) -> None:
         """Hold confirms until ``gate`` releases records (replication)."""
 
@@ -119,10 +129,12 @@ __all__ = [
     "Mechanism",
     "NotReplicated",
     "OptionRegistry",
+    "PluginSettings",
     "QueueStatus",
     "Role",
     "RoutableMessage",
     "Service",
+    "SettingsError",
     "StandaloneHA",
     "Store",
     "StoreError",

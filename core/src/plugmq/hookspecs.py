@@ -293,6 +293,11 @@ def plugmq_vhost_added(broker: Broker, vhost: VHost) -> None:
     ``plugmq_exchange_declared`` right after this call. A raising implementation is logged
     (``plugin_event_failed``) and the vhost is still created.
 
+    Every promotion to master rebuilds the state from the store with new objects, so after a
+    fence (``plugmq_role_changed`` to ``fenced``, where no deletion events fire) the events of
+    the rebuilt vhosts, exchanges, queues and bindings fire again: drop what you kept for the
+    old objects when the broker is fenced.
+
     :param broker: the broker owning the vhost (plugins keep per-broker state in
         ``broker.stash``).
     :param vhost: the new :class:`plugmq.broker.vhost.VHost`.

@@ -6,11 +6,20 @@ SIGUSR1 promotes it (epoch + 1), SIGUSR2 fences it (it keeps listening and redir
 way a lock or an election would. A master service logs when it starts and stops so the test
 can check that a second promotion does not start anything twice. Imports only the public
 contract.
+
+For failover groups (tests/support/failover_group.py) ``--toy-group-file PATH`` names a JSON
+file ``{"master": URL, "members": [URL, ...]}`` that the test harness rewrites as it starts
+members and moves mastership: a standby then redirects to its ``master`` and the master
+advertises its ``members`` as ``cluster_urls``; fencing closes clients with a text naming the
+``master``. The file is read per connection (a toy: a real strategy knows the group from its
+lock or election).
 """
 
 from __future__ import annotations
 
+import json
 import signal
+from pathlib import Path
 from typing import Any
 
 import structlog
@@ -26,6 +35,7 @@ from plugmq.api import (
     Service,
     hookimpl,
 )
+from plugmq.client.urls import master_redirect_text
 
 log = structlog.get_logger("toy_ha")
 
@@ -43,6 +53,7 @@ class ToyHA:
         """Wait as a redirecting standby; follow the signals."""
         with trio.open_signal_receiver(signal.SIGUSR1, signal.SIGUSR2) as signals:
             await broker.become(Role.STANDBY)
+            await broker.start_service(_standby_watch)
             await broker.serve_clients()
             task_status.started()
             async for signum in signals:
@@ -50,7 +61,7 @@ class ToyHA:
                     self.promotions += 1
                     await broker.promote(epoch=self.promotions)
                 else:
-                    await broker.fence("toy lock lost", keep_listening=True)
+                    await broker.fence(_fence_reason(broker.config), keep_listening=True)
                     await broker.serve_clients()
 
     def describe(self) -> dict[str, Any]:
@@ -58,10 +69,44 @@ class ToyHA:
         return {"master_url": self.master_url}
 
 
+async def _standby_watch(task_status: trio.TaskStatus[None]) -> None:
+    """Standby work (a lock watcher would run here): lives until the role changes."""
+    log.info("toy_standby_service_started")
+    task_status.started()
+    try:
+        await trio.sleep_forever()
+    finally:
+        log.info("toy_standby_service_stopped")
+
+
 @hookimpl
 def plugmq_add_options(options: OptionRegistry) -> None:
     """The URL a standby names in its redirect."""
     options.add("--toy-master-url", default="amqp://elsewhere:5672/", help="Toy HA redirect.")
+    options.add("--toy-group-file", default="", help="Toy HA group file (master, members).")
+    options.add(
+        "--toy-redirect",
+        type=bool,
+        default=True,
+        help="Refuse clients with a redirect while not serving (--no-toy-redirect: leave it "
+        "to the broker's own refusal).",
+    )
+
+
+def _fence_reason(config: Config) -> str:
+    """Why clients are closed on fencing: in a group, naming the master they should go to."""
+    if not config.toy_group_file:
+        return "toy lock lost"
+    master, _ = _group(config)
+    return master_redirect_text("fenced", master)
+
+
+def _group(config: Config) -> tuple[str, list[str]]:
+    """The master URL and the group's member URLs (from the group file when one is given)."""
+    if not config.toy_group_file:
+        return config.toy_master_url, [config.toy_master_url]
+    group = json.loads(Path(config.toy_group_file).read_text())
+    return group["master"], list(group["members"])
 
 
 @hookimpl
@@ -72,18 +117,23 @@ def plugmq_ha_strategy(config: Config) -> ToyHA | None:
 
 @hookimpl
 def plugmq_connection_check(broker: BrokerAPI, connection: ConnectionInfo) -> Any:
-    """A broker that is not master redirects clients to the master."""
-    if broker.role is not Role.MASTER:
-        master = broker.config.toy_master_url
-        return ConnectionRefusal(f"{broker.role.value}; the master is {master}")
+    """A broker that is not a serving master redirects clients to the master.
+
+    ``active`` rather than the role: a listening standby becomes master before its recovery
+    ends, and a client let in then would authenticate against users not yet recovered.
+    """
+    if broker.config.toy_redirect and not broker.active.is_set():
+        master, _ = _group(broker.config)
+        return ConnectionRefusal.redirect(broker.role.value, master)
     return None
 
 
 @hookimpl
 def plugmq_server_properties(broker: BrokerAPI) -> dict[str, Any]:
     """Advertise the group (what a failover client adds to its URL list)."""
+    _, members = _group(broker.config)
     return {
-        "cluster_urls": [broker.config.toy_master_url],
+        "cluster_urls": members,
         "capabilities": {"toy_ha": True},
     }
 

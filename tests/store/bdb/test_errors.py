@@ -12,7 +12,7 @@ import pytest
 from berkeleydb import db
 
 from plugmq.store import StoreError
-from plugmq.store.records import MessageEnqueued, MessageRemoved, QueueDeclared
+from plugmq.store.records import MessageEnqueued, QueueDeclared
 from plugmq_store_bdb import BDBStore, encoding
 
 HOLDER = textwrap.dedent(
@@ -133,27 +133,6 @@ def test_store_of_another_format(bdb_home: Path) -> None:
         open_and_recover(bdb_home)
 
 
-def test_store_of_format_1_is_upgraded_in_place(bdb_home: Path, recover) -> None:
-    """Format 1 kept every body in bodies.db; such entries stay readable and removable."""
-    old = MessageEnqueued("/", "q", 7, "x", "k", b"h", b"small, stored the old way")
-    store = BDBStore(bdb_home)
-    store.open()
-    dbs = store._databases()
-    dbs.entities.put(encoding.FORMAT_KEY, b"plugmq-store-bdb 1")
-    dbs.messages.put(encoding.message_key("/", "q", 7), encoding.FRESH)
-    dbs.refs.put(encoding.pack_id(7), encoding.pack_count(1))
-    dbs.bodies.put(encoding.pack_id(7), encoding.encode_message(old))
-    store.close()
-
-    store = BDBStore(bdb_home)
-    store.open()
-    assert store._databases().entities.get(encoding.FORMAT_KEY) == encoding.FORMAT_VALUE
-    assert recover(store) == [old]
-    store.apply([MessageRemoved("/", "q", 7)])
-    assert store.stats() == {"entities": 0, "messages": 0, "bodies": 0, "refs": 0}
-    store.close()
-
-
 def test_second_opener_in_this_process(bdb_home: Path, open_bdb) -> None:
     open_bdb()
     with pytest.raises(StoreError, match=f"pid {os.getpid()}"):
@@ -195,3 +174,17 @@ def test_using_a_closed_store(bdb_home: Path) -> None:
     store = BDBStore(bdb_home)
     with pytest.raises(StoreError, match="not open"):
         store.apply([QueueDeclared("/", "q")])
+
+
+def test_damaged_clean_shutdown_marker(bdb_home: Path) -> None:
+    make_store(bdb_home, messages=1)
+    store = BDBStore(bdb_home)
+    store.open()
+    store.close()  # leaves the marker
+    store = BDBStore(bdb_home)
+    store.open()
+    store._databases().entities.put(encoding.CLEAN_KEY, b"not eight bytes")
+    store._marks_complete = False  # keep the damaged marker at close
+    store.close()
+    with pytest.raises(StoreError, match="clean-shutdown marker"):
+        open_and_recover(bdb_home)

@@ -83,7 +83,7 @@ def test_marking_an_unknown_queue_is_harmless(open_bdb, recover) -> None:
     assert recover(store) == []
 
 
-def test_marks_survive_kill_9(bdb_home: Path, open_bdb, recover) -> None:
+def test_every_message_is_redelivered_after_kill_9(bdb_home: Path, open_bdb, recover) -> None:
     marker = subprocess.Popen(
         [sys.executable, "-c", MARKER, str(bdb_home)], stdout=subprocess.PIPE, text=True
     )
@@ -97,6 +97,17 @@ def test_marks_survive_kill_9(bdb_home: Path, open_bdb, recover) -> None:
         marker.kill()
         marker.wait(timeout=10)
         marker.stdout.close()
+    # After a kill -9 the marks cannot be trusted to be complete: every message is flagged.
+    flags = redelivered(recover(open_bdb()))
+    assert sorted(flags) == [("q", i) for i in range(1, 11)]
+    assert all(flags.values())
+
+
+def test_marks_are_exact_after_a_clean_close(open_bdb, recover) -> None:
+    store = open_bdb()
+    store.apply([QueueDeclared("/", "q"), *(enqueue("q", i) for i in range(1, 11))])
+    store.mark_delivered("/", "q", [2, 4, 6])
+    store.close()
     flags = redelivered(recover(open_bdb()))
     assert [i for (_, i), flag in sorted(flags.items()) if flag] == [2, 4, 6]
     assert len(flags) == 10

@@ -31,6 +31,7 @@ from plugmq.broker.vhost import VHost
 from plugmq.config import Config, ConfigError
 from plugmq.ha import Role
 from plugmq.journal import DurabilityGate, Journal
+from plugmq.settings import PluginSettings, SettingsRegistry
 from plugmq.store.records import ConfigSet
 
 if TYPE_CHECKING:
@@ -64,6 +65,8 @@ class Broker:
         #: Filled by recovery, or with the default guest on a new store (ensure_defaults).
         self.users = Users()
         self.access = AccessControl(self.users, self.journal)
+        #: Plugins' persistent settings, per namespace; filled by recovery.
+        self.plugin_settings = SettingsRegistry(self.journal)
         #: Per-broker state of plugins (pytest's ``config.stash``): no module-level singletons.
         self.stash: dict[str, Any] = {}
         self.memory = MemoryMonitor(watermark_bytes(config.memory_high_watermark))
@@ -94,6 +97,10 @@ class Broker:
     def next_message_id(self) -> int:
         """A broker-unique, increasing message id (continues after recovery)."""
         return next(self._message_ids)
+
+    def settings(self, namespace: str) -> PluginSettings:
+        """A plugin's persistent settings (:mod:`plugmq.settings`); SettingsError if reserved."""
+        return self.plugin_settings.namespace(namespace)
 
     def spawn(self, task: Callable[[], Awaitable[None]]) -> None:
         """Run a background task of the engine (paging in) in the broker's nursery."""
@@ -152,7 +159,7 @@ class Broker:
                 await self.stopped.wait()
                 self.stop_serving()
                 if self.role is Role.MASTER:
-                    self.plugins.broker_stopping(self)
+                    self.plugins.events.broker_stopping(self)
                 await self._close_connections("broker shutdown")
                 if self.role is Role.MASTER:
                     with trio.CancelScope(shield=True), trio.move_on_after(10):
@@ -211,6 +218,7 @@ class Broker:
         self.access = AccessControl(self.users, self.journal)
         self.timers = Timers()
         self.journal.reset()
+        self.plugin_settings.clear()
         highest = await recover_into(self)
         self._message_ids = itertools.count(highest + 1)
         self.add_vhost("/")
@@ -256,7 +264,7 @@ class Broker:
             epoch=self.epoch,
             plugins=self.plugins.names(),
         )
-        self.plugins.broker_started(self)
+        self.plugins.events.broker_started(self)
         self._role_entered(previous)
 
     async def fence(self, reason: str, *, keep_listening: bool = False) -> None:
@@ -275,7 +283,7 @@ class Broker:
         log.warning("broker_fenced", reason=reason, epoch=self.epoch)
         if not keep_listening:
             self.stop_serving()
-        self.plugins.broker_stopping(self)
+        self.plugins.events.broker_stopping(self)
         await self._close_connections(reason)
         await self._enter_role(Role.FENCED)
         with trio.CancelScope(shield=True):
@@ -296,12 +304,21 @@ class Broker:
         """The new role is complete: let the runner go on, tell plugins."""
         self._first_role.set()
         if previous is not self.role:
-            self.plugins.role_changed(self, previous, self.role)
+            self.plugins.events.role_changed(self, previous, self.role)
 
     async def start_service(self, service: Service) -> None:
         """Run ``service`` until the broker's role next changes (a standby's lock watcher)."""
         assert self._role_scope is not None, "no role yet"
         await self._role_scope.start(service)
+
+    def block_publishers(self, name: str, reason: str) -> None:
+        """Block every publisher (connection.blocked with ``reason``, as the memory alarm
+        does) until :meth:`unblock_publishers` ``name``: an HA master below its quorum."""
+        self.memory.block(name, reason)
+
+    def unblock_publishers(self, name: str) -> None:
+        """Withdraw ``name``'s reason to block publishers."""
+        self.memory.unblock(name)
 
     def add_durability_gate(self, gate: DurabilityGate) -> None:
         """Hold confirms until ``gate`` releases records, in this and every later mastership
@@ -375,11 +392,14 @@ class Broker:
         """Why a new connection must be refused, or None to serve it.
 
         Plugins answer first (``plugmq_connection_check``: a standby names the master); a
-        broker that is not master refuses every connection no plugin refused.
+        broker that does not serve refuses every connection no plugin refused. "Serves" is
+        ``active``, not the role: a listening standby is master from the start of its promotion,
+        and a client let in before recovery ends would meet no users (403) and no vhosts.
         """
         refusal = self.plugins.connection_check(self, info)
-        if refusal is None and self.role is not Role.MASTER:
-            refusal = ConnectionRefusal(f"broker is {self.role.value}: not serving clients")
+        if refusal is None and not self.active.is_set():
+            state = self.role.value if self.role is not Role.MASTER else "recovering"
+            refusal = ConnectionRefusal(f"broker is {state}: not serving clients")
         return refusal
 
     def _memory_alarm_changed(self, alarm: bool) -> None:

@@ -641,7 +641,7 @@ class Connection:
         if not self.is_publisher or not self.supports_blocked or self._closing:
             return
         if alarm:
-            method = commands.Connection.Blocked(reason="low on memory")
+            method = commands.Connection.Blocked(reason=self.broker.memory.reason)
         else:
             method = commands.Connection.Unblocked()
         self.send(M.encode_method(0, method))

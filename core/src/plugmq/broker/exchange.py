@@ -24,6 +24,9 @@ from collections.abc import Collection, Hashable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol
 
+# One definition of binding identity, shared with the stores (re-exported for exchange types).
+from plugmq.store.records import freeze_arguments as freeze_arguments
+
 EMPTY: frozenset[Any] = frozenset()
 """What ``route`` returns when nothing matches: one shared constant, so a miss allocates nothing."""
 
@@ -47,33 +50,6 @@ class RoutableMessage(Protocol):
     @property
     def headers(self) -> dict[str, Any] | None:
         """The AMQP headers table, decoded lazily; only the headers exchange reads it."""
-
-
-def freeze_value(value: Any) -> Hashable:
-    """Return a hashable, type-tagged form of an AMQP field value.
-
-    The type tag keeps ``1``, ``1.0`` and ``True`` apart, as RabbitMQ does when it compares
-    binding arguments (its tables carry field types), and tables are sorted by key so the
-    order a client sent them in does not matter.
-    """
-    if isinstance(value, dict):
-        return ("table", freeze_arguments(value))
-    if isinstance(value, list | tuple):
-        return ("array", tuple(freeze_value(item) for item in value))
-    if isinstance(value, bytearray):
-        return ("bytes", bytes(value))
-    return (type(value).__name__, value)
-
-
-def freeze_arguments(arguments: dict[str, Any]) -> tuple[tuple[str, Hashable], ...]:
-    """Return a hashable, order-independent form of an arguments table."""
-    items = ((key, freeze_value(value)) for key, value in arguments.items())
-    return tuple(sorted(items, key=_first))
-
-
-def _first(pair: tuple[str, Hashable]) -> str:
-    """Sort key for frozen tables: the field name (values may not be comparable)."""
-    return pair[0]
 
 
 @dataclass(frozen=True, eq=False)

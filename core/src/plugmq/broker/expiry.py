@@ -10,7 +10,8 @@ too) would cost a trio task and a cancel scope per message.
 RabbitMQ's rules (https://www.rabbitmq.com/ttl.html): a message expires only when it reaches
 the head of its queue, so expired messages behind an unexpired one wait; an expired message is
 never delivered; requeued messages keep their original expiry; ``x-message-ttl`` and
-``expiration`` combine to the lower of the two.
+``expiration`` combine to the lower of the two; a persistent message's TTL counts from its
+original enqueue across restarts (the store keeps its enqueue time).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from __future__ import annotations
 import heapq
 import itertools
 import math
+import time
 from collections.abc import Callable, Hashable
 from typing import TYPE_CHECKING
 
@@ -103,13 +105,24 @@ class Timers:
 # -- message TTL ---------------------------------------------------------------------------
 
 
-def message_deadline(queue: Queue, message_ttl: int | None) -> float:
-    """The monotonic deadline of a message entering ``queue`` now (0.0: never expires)."""
+def message_deadline(queue: Queue, message_ttl: int | None, enqueued_at: float = 0.0) -> float:
+    """The monotonic deadline of a message in ``queue`` (0.0: never expires).
+
+    A message entering the queue now passes no ``enqueued_at``. One read back from the store
+    (recovery, paging in) passes the wall-clock time it was first enqueued, and keeps only
+    what is left of its TTL, as RabbitMQ does after a restart.
+    """
     queue_ttl = queue.args.message_ttl
     if queue_ttl is None and message_ttl is None:
         return 0.0
-    ttl = min(t for t in (queue_ttl, message_ttl) if t is not None)
-    return trio.current_time() + ttl / 1000
+    ttl = min(t for t in (queue_ttl, message_ttl) if t is not None) / 1000
+    if enqueued_at:
+        # Wall clock, because the monotonic clock restarts with the process. If the clock was
+        # stepped back since, the elapsed time is negative and counts as 0 (the TTL starts
+        # again, never more than a full TTL); stepped forward, messages expire early. RabbitMQ
+        # stores the system time too and behaves the same.
+        ttl = max(0.0, ttl - max(0.0, time.time() - enqueued_at))
+    return trio.current_time() + ttl
 
 
 def drop_expired_head(queue: Queue, now: float) -> None:

@@ -7,6 +7,11 @@ as consumers catch up (Python rarely returns freed memory to the OS, so RSS woul
 
 Above the watermark, publishing connections get connection.blocked and the broker stops reading
 from them; below it, connection.unblocked and reading resumes — as RabbitMQ does.
+
+Plugins raise the same alarm for their own reasons (``broker.block_publishers(name, reason)``:
+an HA master below its quorum must not accept persistent publishes it could not keep); the
+alarm is on while memory is over the limit or any named reason stands, and the hot path still
+reads one attribute.
 """
 
 from __future__ import annotations
@@ -36,7 +41,7 @@ def _total_memory() -> int:
 class MemoryMonitor:
     """Counts held message bytes and raises/clears the alarm around ``limit``."""
 
-    __slots__ = ("_listeners", "alarm", "cleared", "limit", "used")
+    __slots__ = ("_blocks", "_listeners", "_memory_was_over", "alarm", "cleared", "limit", "used")
 
     def __init__(self, limit: int) -> None:
         #: Bytes of message bodies held (ready or unacknowledged). 0 limit = no alarm.
@@ -46,6 +51,9 @@ class MemoryMonitor:
         self.cleared = trio.Event()
         self.cleared.set()
         self._listeners: list[Callable[[bool], None]] = []
+        #: Reasons plugins gave to block publishers, by name.
+        self._blocks: dict[str, str] = {}
+        self._memory_was_over = False
 
     def add(self, size: int) -> None:
         """A message of ``size`` bytes is now held."""
@@ -56,8 +64,27 @@ class MemoryMonitor:
     def remove(self, size: int) -> None:
         """A message of ``size`` bytes is no longer held."""
         self.used -= size
-        if self.alarm and self.used <= self.limit:
+        if self.alarm and self.used <= self.limit and not self._blocks:
             self._set(False)
+
+    def block(self, name: str, reason: str) -> None:
+        """Raise the alarm for ``name`` (a plugin's own reason) until :meth:`unblock`."""
+        self._blocks[name] = reason
+        if not self.alarm:
+            self._set(True)
+
+    def unblock(self, name: str) -> None:
+        """Withdraw ``name``'s reason; the alarm clears when no reason is left."""
+        withdrawn = self._blocks.pop(name, None) is not None
+        if withdrawn and self.alarm and not self._blocks and self.used <= self.limit:
+            self._set(False)
+
+    @property
+    def reason(self) -> str:
+        """Why publishers are blocked (sent in connection.blocked)."""
+        if self.used > self.limit:
+            return "low on memory"
+        return "; ".join(self._blocks.values()) or "low on memory"
 
     def on_change(self, listener: Callable[[bool], None]) -> None:
         """Call ``listener(alarm)`` whenever the alarm is raised or cleared."""
@@ -65,9 +92,14 @@ class MemoryMonitor:
 
     def _set(self, alarm: bool) -> None:
         self.alarm = alarm
-        log.warning(
-            "memory_alarm" if alarm else "memory_alarm_cleared", used=self.used, limit=self.limit
-        )
+        # The memory alarm keeps RabbitMQ's names; a plugin's reason is named as what it is.
+        blocked_by_plugin = bool(self._blocks) if alarm else self.used <= self.limit
+        if blocked_by_plugin and (alarm or not self._memory_was_over):
+            name = "publishers_blocked" if alarm else "publishers_unblocked"
+        else:
+            name = "memory_alarm" if alarm else "memory_alarm_cleared"
+        self._memory_was_over = self.used > self.limit
+        log.warning(name, used=self.used, limit=self.limit, reason=self.reason if alarm else None)
         if alarm:
             self.cleared = trio.Event()
         else:

@@ -323,12 +323,13 @@ class Queue:
             and self.vhost.journal.enabled
         )
 
-    def restore(self, message: Message, redelivered: bool) -> None:
+    def restore(self, message: Message, redelivered: bool, enqueued_at: float = 0.0) -> None:
         """Append a message recovered from the store (no dispatch: nobody consumes yet).
 
-        A TTL starts again from recovery: the store keeps no enqueue time.
+        Its TTL counts from ``enqueued_at`` (wall clock; 0.0 when the store did not know it:
+        the TTL then starts again from recovery).
         """
-        deadline = expiry.message_deadline(self, message.ttl)
+        deadline = expiry.message_deadline(self, message.ttl, enqueued_at)
         self._hold_ready(self._new_entry(message, True, redelivered, deadline))
         if deadline:
             expiry.arm_head(self)
@@ -434,7 +435,9 @@ class Queue:
                     break
                 for record in records:
                     message = Message.from_record(record)
-                    self._hold_ready(self._paged_in(message, record.redelivered))
+                    self._hold_ready(
+                        self._paged_in(message, record.redelivered, record.enqueued_at)
+                    )
                 self.paged -= len(records)
                 self.dispatch()
         finally:
@@ -443,11 +446,11 @@ class Queue:
             for waiter in waiters:
                 waiter.set()
 
-    def _paged_in(self, message: Message, redelivered: bool) -> Entry:
+    def _paged_in(self, message: Message, redelivered: bool, enqueued_at: float) -> Entry:
         self._paged_bytes -= message.body_size
         deadline = self._paged_deadlines.pop(message.id, None)
-        if deadline is None:  # recovered paged out: its TTL starts again, as after recovery
-            deadline = expiry.message_deadline(self, message.ttl)
+        if deadline is None:  # recovered paged out: counts from its stored enqueue time
+            deadline = expiry.message_deadline(self, message.ttl, enqueued_at)
         return self._new_entry(message, True, redelivered, deadline)
 
     async def wait_paged_in(self) -> None:

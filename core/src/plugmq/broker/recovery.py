@@ -36,8 +36,10 @@ async def recover_into(broker: Broker) -> int:
         chunk = await trio.to_thread.run_sync(lambda: list(itertools.islice(records_iter, CHUNK)))
         if not chunk:
             break
+        applier.records += len(chunk)
+        apply = applier.apply
         for record in chunk:
-            applier.apply(record)
+            apply(record)
     if applier.records:
         log.info(
             "recovery_done",
@@ -61,7 +63,7 @@ class _ProgressLog:
             log.info("recovery_progress", done=done, total=total)
 
 
-class _Applier:
+class _Applier(records.RecordHandler):
     """Turns recovered records into broker state without journaling them again."""
 
     def __init__(self, broker: Broker) -> None:
@@ -71,34 +73,32 @@ class _Applier:
         self.highest_id = 0
         self._messages: dict[int, Message] = {}
 
-    def apply(self, record: records.Record) -> None:
-        self.records += 1
-        handler = getattr(self, "_" + type(record).__name__, None)
-        if handler is None:
-            log.warning("recovery_record_ignored", record=type(record).__name__)
-            return
-        handler(record)
+    def unhandled(self, record: records.Record) -> None:
+        """A store yielded a record that describes a change, not state: skip it."""
+        log.warning("recovery_record_ignored", record=type(record).__name__)
 
     def _vhost(self, name: str):
         return self.broker.add_vhost(name)
 
-    def _ConfigSet(self, record: records.ConfigSet) -> None:
+    def on_config_set(self, record: records.ConfigSet) -> None:
         if record.namespace == VHOST and record.value is not None:
             self._vhost(record.key)
         elif record.namespace in ACCESS_NAMESPACES:
             self.broker.access.restore(record)
+        elif record.namespace != VHOST:
+            self.broker.plugin_settings.restore(record)
 
-    def _ExchangeDeclared(self, record: records.ExchangeDeclared) -> None:
+    def on_exchange_declared(self, record: records.ExchangeDeclared) -> None:
         vhost = self._vhost(record.vhost)
         vhost.restore_exchange(record)
 
-    def _QueueDeclared(self, record: records.QueueDeclared) -> None:
+    def on_queue_declared(self, record: records.QueueDeclared) -> None:
         self._vhost(record.vhost).restore_queue(record)
 
-    def _BindingAdded(self, record: records.BindingAdded) -> None:
+    def on_binding_added(self, record: records.BindingAdded) -> None:
         self._vhost(record.vhost).restore_binding(record)
 
-    def _MessageEnqueued(self, record: records.MessageEnqueued) -> None:
+    def on_message_enqueued(self, record: records.MessageEnqueued) -> None:
         self.highest_id = max(self.highest_id, record.message_id)
         queue = self._vhost(record.vhost).queues.get(record.queue)
         if queue is None:
@@ -118,4 +118,4 @@ class _Applier:
             message = Message.from_record(record)
             # Messages shared by several queues are recovered as one object, as published.
             self._messages[record.message_id] = message
-        queue.restore(message, record.redelivered)
+        queue.restore(message, record.redelivered, record.enqueued_at)

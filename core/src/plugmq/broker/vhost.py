@@ -8,6 +8,7 @@ control-plane events (``broker.plugins.events``) are fired here after each real 
 
 from __future__ import annotations
 
+import time
 from typing import TYPE_CHECKING, Any
 
 from plugmq.amqp.errors import (
@@ -176,6 +177,8 @@ class VHost:
                 message.routing_key,
                 message.header,
                 message.body,
+                False,  # redelivered (positional arguments: this runs per persistent message)
+                time.time(),  # enqueued_at, wall clock: TTLs count from it after a restart
             )
         )
 

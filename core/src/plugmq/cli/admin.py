@@ -114,6 +114,14 @@ class Admin:
         except ManagementError as error:
             fail(str(error))
 
+    def call(
+        self, brokers: list[str] | None, timeout: float, command: str, **arguments: Any
+    ) -> Any:
+        """Send one request and return its result; raise the client's errors (for commands
+        that ask several brokers and report the unreachable ones, such as ``route map``)."""
+        configure_logging("error")
+        return trio.run(self._request, broker_urls(brokers), timeout, command, arguments)
+
     async def _request(
         self, urls: list[str], timeout: float, command: str, arguments: dict[str, Any]
     ) -> Any:

@@ -71,6 +71,17 @@ VIEWS: dict[str, tuple[str, str, list[Column]]] = {
         ],
     ),
     "bindings": ("binding.list", "Bindings.", BINDING_COLUMNS),
+    "ha": (
+        "ha.status",
+        "HA role, epoch and what the HA mode adds (lock holder, lease, replicas).",
+        [
+            ("role", "role"),
+            ("epoch", "epoch"),
+            ("mode", "mode"),
+            ("listening", "listening"),
+            ("details", "details"),
+        ],
+    ),
     "consumers": (
         "consumer.list",
         "Consumers of the vhost's queues.",

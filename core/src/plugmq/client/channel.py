@@ -35,7 +35,7 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger("plugmq.client")
 
-Properties = Mapping[str, Any] | commands.Basic.Properties | None
+Properties = Mapping[str, Any] | commands.Basic.Properties | bytes | None
 
 #: Past this many queued outgoing bytes a producer yields to the scheduler so the writer task
 #: can send; below it publishes and acks only queue bytes, and frames of one tick leave in
@@ -366,7 +366,9 @@ class ClientChannel(ChannelOperations):
         In confirm mode, returns the publish sequence number (the delivery tag the broker
         will confirm), else None. Waits only while the connection is blocked by the broker,
         the channel's flow is off, or too many bytes are queued for sending.
-        ``properties`` is a mapping with pamqp's names or a pamqp ``Basic.Properties``.
+        ``properties`` is a mapping with pamqp's names or a pamqp ``Basic.Properties``, or
+        ``bytes``: encoded property flags and list, passed through (a received message's
+        ``header_payload[12:]``, for forwarders).
         """
         return await self._publish(exchange, routing_key, body, properties, mandatory, False)
 

@@ -148,17 +148,21 @@ NO_PROPERTIES = b"\x00\x00"
 
 
 def encode_properties(
-    properties: Mapping[str, Any] | commands.Basic.Properties | None,
+    properties: Mapping[str, Any] | commands.Basic.Properties | bytes | None,
 ) -> bytes:
     """Property flags and property list for a content header.
 
     ``properties`` is None, a pamqp ``Basic.Properties``, or a mapping using pamqp's names
     (``content_type``, ``delivery_mode``, ``headers``, ``message_type`` or ``type`` ...); None
     values are left out. ``timestamp`` may be a datetime or seconds since the epoch.
+    ``bytes`` are taken as already encoded flags and list (a received header's payload from
+    offset 12: forwarders pass a message's properties through without decoding them).
     Raises :class:`ValueError` for an unknown property name.
     """
     if properties is None:
         return NO_PROPERTIES
+    if isinstance(properties, bytes):
+        return properties
     if isinstance(properties, commands.Basic.Properties):
         return properties.marshal()
     unknown = properties.keys() - _PROPERTY_NAMES

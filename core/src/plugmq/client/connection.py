@@ -6,12 +6,19 @@ writer, heartbeats, the reconnect supervisor), so nothing outlives the ``async w
 Failover: the URLs are tried in order until one connects (dial + handshake within
 ``connect_timeout`` each). With ``reconnect=True`` a lost connection is re-dialed, starting
 with the URL after the one that failed, cycling through the list with a growing delay.
+
+Server-driven failover (docs/failover.md): the list grows with the group members a broker
+advertises in its ``cluster_urls`` server property, and a broker that refuses with a close
+naming the master (:data:`~plugmq.client.urls.MASTER_REDIRECT_MARKER`) sends the client to
+that URL at once, in the same round, without the reconnect delay. Learned URLs keep the user,
+password and vhost of the URL that led to them (:func:`~plugmq.client.urls.adopt_url`).
 Channels do not survive a reconnect: calls on them raise :class:`ConnectionClosed`; wait with
 :meth:`ClientConnection.wait_connected` and open new ones (redeclaring what they need).
 """
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
@@ -29,7 +36,14 @@ from plugmq.client.errors import (
 from plugmq.client.handshake import Limits, handshake
 from plugmq.client.session import TRANSPORT_ERRORS, Session
 from plugmq.client.tcp import TCPDialer
-from plugmq.client.urls import BrokerURL, parse_url
+from plugmq.client.urls import (
+    CLUSTER_URLS_PROPERTY,
+    BrokerURL,
+    adopt_url,
+    parse_url,
+    redirect_target,
+    same_broker,
+)
 
 if TYPE_CHECKING:
     from plugmq.transport import Dialer
@@ -62,7 +76,8 @@ class ClientConnection:
 
     Attributes of the live connection (``url``, ``heartbeat``, ``frame_max``,
     ``channel_max``, ``server_properties``, ``blocked``) describe the current broker and
-    change after a reconnect.
+    change after a reconnect. ``urls`` is the failover list: the URLs given, then those
+    learned from brokers (``cluster_urls``, redirects), in the order they were learned.
     """
 
     def __init__(
@@ -84,6 +99,7 @@ class ClientConnection:
         self.urls = [parse_url(url) for url in ([urls] if isinstance(urls, str) else urls)]
         if not self.urls:
             raise ValueError("connect() needs at least one broker URL")
+        self._dialer_sources = (dialers, dialer_for)
         self._dialers = {
             url.scheme: resolve_dialer(url.scheme, dialers, dialer_for) for url in self.urls
         }
@@ -163,21 +179,72 @@ class ClientConnection:
         await nursery.start(self._supervise, session)
 
     async def _connect_round(self, start: int) -> Session:
-        """Try every URL once, beginning at index ``start``; raise :class:`ConnectionFailed`."""
+        """Try every URL once, beginning at index ``start``; raise :class:`ConnectionFailed`.
+
+        A refusal naming the master puts the master's URL first in line (once per round, so
+        two brokers naming each other cannot loop).
+        """
         errors: list[tuple[str, BaseException]] = []
         count = len(self.urls)
-        for offset in range(count):
-            index = (start + offset) % count
+        order = deque((start + offset) % count for offset in range(count))
+        tried: set[int] = set()
+        while order:
+            index = order.popleft()
+            if index in tried:
+                continue
+            tried.add(index)
             url = self.urls[index]
             try:
                 session = await self._attempt(url)
             except _ATTEMPT_ERRORS as error:
                 log.info("connect attempt failed", url=str(url), error=repr(error))
                 errors.append((str(url), error))
+                redirect = self._redirect_index(error, url)
+                if redirect is not None and redirect not in tried:
+                    log.info("following redirect", url=str(url), master=str(self.urls[redirect]))
+                    order.appendleft(redirect)
                 continue
             self._url_index = index
+            self._learn_members(session)
             return session
         raise ConnectionFailed(errors)
+
+    def _redirect_index(self, error: BaseException | None, url: BrokerURL) -> int | None:
+        """The list index of the master a close ``error`` names (added if new), or None."""
+        if not isinstance(error, ConnectionClosed):
+            return None
+        target = redirect_target(error.reply_text)
+        if target is None:
+            return None
+        return self._add_url(adopt_url(target, url))
+
+    def _learn_members(self, session: Session) -> None:
+        """Add the group members the broker advertises (``cluster_urls``) to the list."""
+        advertised = session.server_properties.get(CLUSTER_URLS_PROPERTY)
+        if not isinstance(advertised, list | tuple):
+            return
+        count = len(self.urls)
+        for member in advertised:
+            if isinstance(member, str | bytes):
+                self._add_url(adopt_url(member, session.url))
+        if len(self.urls) > count:
+            log.info("failover urls learned", added=[str(url) for url in self.urls[count:]])
+
+    def _add_url(self, url: BrokerURL | None) -> int | None:
+        """The index of ``url`` in the list, appending it when new; None when not dialable."""
+        if url is None:
+            return None
+        for index, known in enumerate(self.urls):
+            if same_broker(known, url):
+                return index
+        if url.scheme not in self._dialers:
+            try:
+                self._dialers[url.scheme] = resolve_dialer(url.scheme, *self._dialer_sources)
+            except ValueError:
+                log.warning("ignoring a broker URL without a dialer", url=str(url))
+                return None
+        self.urls.append(url)
+        return len(self.urls) - 1
 
     async def _attempt(self, url: BrokerURL) -> Session:
         """Dial ``url`` and negotiate, within ``connect_timeout``."""
@@ -205,20 +272,24 @@ class ClientConnection:
                 "connection lost; reconnecting", url=str(session.url), reason=str(session.error)
             )
             self._notify()
-            session = await self._redial()
+            session = await self._redial(self._redirect_index(session.error, session.url))
             self._set_session(session)
         self._finished = True
         self._notify()
 
-    async def _redial(self) -> Session:
+    async def _redial(self, first: int | None) -> Session:
+        """Connect again: from ``first`` (the master a closing broker named), else from the
+        URL after the lost one; rounds repeat with a growing delay."""
         delay = self._reconnect_delay
+        start = first if first is not None else self._url_index + 1
         while True:
             try:
-                return await self._connect_round(self._url_index + 1)
+                return await self._connect_round(start)
             except ConnectionFailed as error:
                 log.warning("reconnect round failed", error=str(error), retry_in=delay)
             await trio.sleep(delay)
             delay = min(delay * 2, self._reconnect_max_delay)
+            start = self._url_index + 1
 
     def _set_session(self, session: Session) -> None:
         self._session = session

@@ -63,3 +63,69 @@ def _vhost(path: str) -> str:
     if path in ("", "/"):
         return "/"
     return unquote(path[1:])
+
+
+# ------------------------------------------------------------------------------------------------
+# Server-driven failover: the redirect convention and advertised group members
+# ------------------------------------------------------------------------------------------------
+
+#: What a broker that will not serve (a standby, a fenced master) puts in its connection.close
+#: text, followed by the master's URL: ``"standby; the master is amqp://10.0.0.2:5672/"``. The
+#: one definition of the convention: brokers build the text with :func:`master_redirect_text`,
+#: clients read it with :func:`redirect_target`.
+MASTER_REDIRECT_MARKER = "the master is "
+
+#: The server property (connection.start) in which a master lists its group's member URLs.
+CLUSTER_URLS_PROPERTY = "cluster_urls"
+
+
+def master_redirect_text(state: str, master_url: str) -> str:
+    """The close text of a broker in ``state`` (``"standby"``) sending clients to the master."""
+    return f"{state}; {MASTER_REDIRECT_MARKER}{master_url}"
+
+
+def redirect_target(text: str) -> str | None:
+    """The master URL named by a close ``text`` (see :data:`MASTER_REDIRECT_MARKER`), or None.
+
+    The URL runs from the marker to the next whitespace, less trailing ``.,;`` and quotes (a
+    broker may quote the reason: ``"... with reason 'fenced; the master is amqp://h/'"``); a
+    text without the marker, or one naming something that does not parse as an AMQP URL, is
+    no redirect.
+    """
+    _, marker, rest = text.partition(MASTER_REDIRECT_MARKER)
+    if not marker or not rest.split():
+        return None
+    candidate = rest.split()[0].rstrip(".,;'\"")
+    try:
+        parse_url(candidate)
+    except ValueError:
+        return None
+    return candidate
+
+
+def adopt_url(advertised: str | bytes, given: BrokerURL) -> BrokerURL | None:
+    """The URL a client dials for a group member the broker advertised (or redirected to).
+
+    The rule: scheme, host and port come from the advertised URL; user, password and vhost
+    always from ``given``, the URL the client was connected (or connecting) with, because a
+    broker must never hand out credentials and one application uses one vhost. Returns None
+    for something that is not an AMQP URL (a broker's bad advertisement is not the client's
+    problem).
+    """
+    text = advertised.decode() if isinstance(advertised, bytes) else advertised
+    try:
+        member = parse_url(text)
+    except (ValueError, UnicodeDecodeError):
+        return None
+    return BrokerURL(
+        member.scheme, member.host, member.port, given.username, given.password, given.vhost
+    )
+
+
+def same_broker(one: BrokerURL, other: BrokerURL) -> bool:
+    """True when both URLs dial the same address (scheme, host and port; hosts ignore case)."""
+    return _address(one) == _address(other)
+
+
+def _address(url: BrokerURL) -> tuple[str, str, int]:
+    return (url.scheme, url.host.lower(), url.port)

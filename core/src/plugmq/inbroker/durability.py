@@ -5,6 +5,9 @@ This is the channel's publisher-confirm mechanism (broker/channel.py ``_track_co
 record of its enqueue, or for every copy of it to be consumed before the store wrote it (the
 vhost then calls ``message.confirm_channel.message_settled``), whichever comes first.
 
+A record a durability gate failed (not replicated, see :mod:`plugmq.journal`) is reported
+with ``ok=False``, as a channel nacks it.
+
 Callbacks are independent of each other (there is no ``multiple=true`` to keep in order), so a
 message settled early is reported at once and a durable one as soon as the journal says so.
 One journal callback is registered at a time, for the oldest waiting publish, as the channel
@@ -77,7 +80,7 @@ class DurableNotifier:
         if seq <= journal.durable_seq or not message.unwritten_copies:
             # Durable already, or every stored copy was consumed (and its record cancelled)
             # during the publish itself: a consumer acked it from its on_delivery.
-            call_safely(callback, True)
+            call_safely(callback, not self._failed(seq))
             return
         waiting = _Waiting(self, seq, message, callback)
         message.confirm_channel = waiting
@@ -95,6 +98,11 @@ class DurableNotifier:
         waiting.message.confirm_channel = None
         call_safely(callback, ok)
 
+    def _failed(self, seq: int) -> bool:
+        """True when a durability gate failed record ``seq`` (written, never replicated)."""
+        journal = self._journal
+        return bool(journal.failures) and journal.is_failed(seq)
+
     def _on_durable(self) -> None:
         """The journal reached the oldest waiting publish: report it and every later durable one,
         then wait for the next."""
@@ -102,7 +110,8 @@ class DurableNotifier:
         durable = self._journal.durable_seq
         waiting = self._waiting
         while waiting and waiting[0].seq <= durable:
-            self.finish(waiting.popleft(), True)
+            oldest = waiting.popleft()
+            self.finish(oldest, not self._failed(oldest.seq))
         while waiting and waiting[0].callback is None:  # settled early, already reported
             waiting.popleft()
         if waiting:

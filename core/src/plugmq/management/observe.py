@@ -92,7 +92,23 @@ def _consumer_info(consumer: Consumer) -> dict[str, Any]:
     }
 
 
+def ha_status(context: CommandContext, arguments: dict[str, Any]) -> list[dict[str, Any]]:
+    """This broker's HA role and epoch, and what its strategy adds (holder, lease, replicas)."""
+    broker = context.broker
+    details = broker.ha.describe() if hasattr(broker.ha, "describe") else {}
+    return [
+        {
+            "role": broker.role.value,
+            "epoch": broker.epoch,
+            "mode": broker.ha.name,
+            "listening": list(broker.addresses),
+            "details": details,
+        }
+    ]
+
+
 COMMANDS = [
+    Command("ha.status", ha_status, admin_only=False, help="HA role, epoch and details."),
     Command("connection.list", list_connections, admin_only=False, help="Client connections."),
     Command("channel.list", list_channels, admin_only=False, help="Open channels."),
     Command("consumer.list", list_consumers, admin_only=False, help="Consumers."),

@@ -29,11 +29,15 @@ if TYPE_CHECKING:
     from plugmq.broker.exchange import Exchange
     from plugmq.broker.queue import Consumer, Queue
     from plugmq.broker.vhost import VHost
+    from plugmq.ha import Role
 
 log = structlog.get_logger("plugmq.events")
 
 #: Every event hook; :meth:`Events.check` refuses wrappers on them (see there).
 EVENT_HOOKS = (
+    "plugmq_broker_started",
+    "plugmq_broker_stopping",
+    "plugmq_role_changed",
     "plugmq_vhost_added",
     "plugmq_vhost_deleted",
     "plugmq_exchange_declared",
@@ -67,6 +71,20 @@ class Events:
             for impl in getattr(self._hook, name).get_hookimpls()
             if impl.wrapper or impl.hookwrapper
         ]
+
+    # -- the broker's lifecycle ----------------------------------------------------------------
+
+    def broker_started(self, broker: Broker) -> None:
+        """The broker was promoted: master, listeners accept (every promotion)."""
+        self._fire("plugmq_broker_started", {"broker": broker})
+
+    def broker_stopping(self, broker: Broker) -> None:
+        """A master stops serving (clean shutdown or fenced), before connections close."""
+        self._fire("plugmq_broker_stopping", {"broker": broker})
+
+    def role_changed(self, broker: Broker, old: Role, new: Role) -> None:
+        """The broker's HA role changed (see :mod:`plugmq.ha`)."""
+        self._fire("plugmq_role_changed", {"broker": broker, "old": old, "new": new})
 
     # -- virtual hosts -----------------------------------------------------------------------
 

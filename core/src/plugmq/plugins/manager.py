@@ -18,7 +18,6 @@ from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 import pluggy
-import structlog
 
 from plugmq import hookspecs
 from plugmq.config import Config, ConfigError, OptionRegistry
@@ -28,11 +27,9 @@ if TYPE_CHECKING:
     from plugmq.admission import ConnectionInfo, ConnectionRefusal
     from plugmq.auth import Mechanism
     from plugmq.broker.exchange import Exchange
-    from plugmq.ha import HAStrategy, Role
+    from plugmq.ha import HAStrategy
     from plugmq.management.commands import Command
     from plugmq.store.base import Store
-
-log = structlog.get_logger("plugmq.plugins")
 
 ENTRY_POINT_GROUP = "plugmq.plugins"
 
@@ -295,27 +292,6 @@ class PluginManager:
     def connection_check(self, broker: Any, info: ConnectionInfo) -> ConnectionRefusal | None:
         """The first plugin's refusal of a new connection, or None."""
         return self.hook.plugmq_connection_check(broker=broker, connection=info)
-
-    def broker_started(self, broker: Any) -> None:
-        """Tell plugins the broker serves (every promotion)."""
-        self._notify("plugmq_broker_started", broker=broker)
-
-    def broker_stopping(self, broker: Any) -> None:
-        """Tell plugins a master stops serving (shutdown or fenced)."""
-        self._notify("plugmq_broker_stopping", broker=broker)
-
-    def role_changed(self, broker: Any, old: Role, new: Role) -> None:
-        """Tell plugins the broker's HA role changed."""
-        self._notify("plugmq_role_changed", broker=broker, old=old, new=new)
-
-    def _notify(self, hook_name: str, **kwargs: Any) -> None:
-        """Call a notification hook's implementations one by one; one failing is logged and
-        does not keep the others (or the broker's change) from happening."""
-        for impl in reversed(getattr(self.hook, hook_name).get_hookimpls()):
-            try:
-                impl.function(**{name: kwargs[name] for name in impl.argnames})
-            except Exception:
-                log.exception("plugin_hook_failed", hook=hook_name, plugin=impl.plugin_name)
 
     def dialer_for(self, scheme: str) -> Any:
         """A transport dialer for URL ``scheme`` or None."""

@@ -13,6 +13,8 @@ from plugmq.store.records import (
     QueueDeleted,
     QueuePurged,
     Record,
+    RecordHandler,
+    binding_identity,
 )
 
 __all__ = [
@@ -28,6 +30,8 @@ __all__ = [
     "QueueDeleted",
     "QueuePurged",
     "Record",
+    "RecordHandler",
     "Store",
     "StoreError",
+    "binding_identity",
 ]

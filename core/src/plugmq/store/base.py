@@ -3,6 +3,18 @@
 A store is synchronous: the journal calls it from one worker thread at a time (never from the
 trio loop), so a store may block on disk I/O. It must make a batch durable before
 :meth:`Store.apply` returns; the broker sends publisher confirms only after that.
+
+What a store keeps (the contract tests in ``tests/store/test_store_contract.py`` check each):
+
+* every field of every record, ``ConfigSet`` values of any namespace (the core's and
+  plugins') included, and ``MessageEnqueued.enqueued_at`` exactly (message TTLs count from
+  it after a restart);
+* **redelivered is never a false negative.** A store knows whether it was last closed
+  cleanly. After a clean :meth:`Store.close`, recovered messages carry exactly the delivery
+  marks :meth:`Store.mark_delivered` recorded. After an unclean stop (kill -9, power loss,
+  a failed write) marks may be missing, so every message stored at that stop is recovered,
+  and paged in by :meth:`Store.read_queue`, with ``redelivered=True``, as RabbitMQ does
+  after a crash; this holds across later clean restarts until those messages are gone.
 """
 
 from __future__ import annotations
@@ -47,7 +59,8 @@ class Store(Protocol):
 
         Order: ``ConfigSet``, ``ExchangeDeclared``, ``QueueDeclared``, ``BindingAdded``, then
         for each queue its ``MessageEnqueued`` records in enqueue order (oldest first). A message
-        that had been delivered before the stop is yielded with ``redelivered=True``.
+        that had been delivered before the stop is yielded with ``redelivered=True``, and so is
+        every message after an unclean stop (see the module docstring).
         ``progress(done, total)`` is called from time to time during long recoveries.
         """
 
@@ -61,7 +74,9 @@ class Store(Protocol):
     def mark_delivered(self, vhost: str, queue: str, message_ids: Sequence[int]) -> None:
         """Remember that these messages were delivered (so recovery sets redelivered).
 
-        Best effort: need not be synchronous to disk; may be a no-op.
+        Need not be synchronous to disk: the marks must be complete after a clean
+        :meth:`close` only. A store that loses marks otherwise (or keeps none) must count its
+        next start as after an unclean stop.
         """
 
     def read_queue(
@@ -74,7 +89,7 @@ class Store(Protocol):
         """
 
     def close(self) -> None:
-        """Flush and close. Safe to call twice.
+        """Flush and close; a clean close (see the module docstring). Safe to call twice.
 
         Also called when the broker is fenced (mastership lost); the broker may then call
         :meth:`open` again when it is promoted later, and recover from scratch.

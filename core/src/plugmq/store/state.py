@@ -12,6 +12,7 @@ from dataclasses import replace
 
 from plugmq.store.records import (
     BindingAdded,
+    BindingIdentity,
     BindingRemoved,
     ConfigSet,
     ExchangeDeclared,
@@ -22,66 +23,66 @@ from plugmq.store.records import (
     QueueDeleted,
     QueuePurged,
     Record,
+    RecordHandler,
+    binding_identity,
 )
 
 QueueKey = tuple[str, str]
 
 
-class StoredState:
-    """Durable entities and messages, as the journal records left them."""
+class StoredState(RecordHandler):
+    """Durable entities and messages, as the journal records left them.
+
+    :meth:`apply` (from :class:`RecordHandler`) folds one record into the state.
+    """
 
     def __init__(self) -> None:
         self.config: dict[tuple[str, str], object] = {}
         self.exchanges: dict[QueueKey, ExchangeDeclared] = {}
         self.queues: dict[QueueKey, QueueDeclared] = {}
-        self.bindings: dict[tuple, BindingAdded] = {}
+        self.bindings: dict[BindingIdentity, BindingAdded] = {}
         self.messages: dict[QueueKey, dict[int, MessageEnqueued]] = {}
 
-    def apply(self, record: Record) -> None:
-        """Fold one record into the state."""
-        handler = getattr(self, "_apply_" + type(record).__name__)
-        handler(record)
-
-    def _apply_ConfigSet(self, record: ConfigSet) -> None:
+    def on_config_set(self, record: ConfigSet) -> None:
         key = (record.namespace, record.key)
         if record.value is None:
             self.config.pop(key, None)
         else:
             self.config[key] = record.value
 
-    def _apply_ExchangeDeclared(self, record: ExchangeDeclared) -> None:
+    def on_exchange_declared(self, record: ExchangeDeclared) -> None:
         self.exchanges[(record.vhost, record.name)] = record
 
-    def _apply_ExchangeDeleted(self, record: ExchangeDeleted) -> None:
+    def on_exchange_deleted(self, record: ExchangeDeleted) -> None:
         self.exchanges.pop((record.vhost, record.name), None)
         self._drop_bindings(record.vhost, record.name, kinds=("exchange",), as_source=True)
 
-    def _apply_QueueDeclared(self, record: QueueDeclared) -> None:
+    def on_queue_declared(self, record: QueueDeclared) -> None:
         key = (record.vhost, record.name)
         self.queues[key] = record
         self.messages.setdefault(key, {})
 
-    def _apply_QueueDeleted(self, record: QueueDeleted) -> None:
+    def on_queue_deleted(self, record: QueueDeleted) -> None:
         key = (record.vhost, record.name)
         self.queues.pop(key, None)
         self.messages.pop(key, None)
         self._drop_bindings(record.vhost, record.name, kinds=("queue",), as_source=False)
 
-    def _apply_QueuePurged(self, record: QueuePurged) -> None:
+    def on_queue_purged(self, record: QueuePurged) -> None:
         messages = self.messages.get((record.vhost, record.name), {})
         for message_id in [i for i in messages if i > record.after_message_id]:
             del messages[message_id]
 
-    def _apply_BindingAdded(self, record: BindingAdded) -> None:
-        self.bindings[_binding_key(record)] = record
+    def on_binding_added(self, record: BindingAdded) -> None:
+        self.bindings[binding_identity(record)] = record
 
-    def _apply_BindingRemoved(self, record: BindingRemoved) -> None:
-        self.bindings.pop(_binding_key(record), None)
+    def on_binding_removed(self, record: BindingRemoved) -> None:
+        self.bindings.pop(binding_identity(record), None)
 
-    def _apply_MessageEnqueued(self, record: MessageEnqueued) -> None:
+    def on_message_enqueued(self, record: MessageEnqueued) -> None:
         self.messages.setdefault((record.vhost, record.queue), {})[record.message_id] = record
 
-    def _apply_MessageRemoved(self, record: MessageRemoved) -> None:
+    def on_message_removed(self, record: MessageRemoved) -> None:
         self.messages.get((record.vhost, record.queue), {}).pop(record.message_id, None)
 
     def _drop_bindings(
@@ -121,14 +122,3 @@ class StoredState:
         for messages in self.messages.values():
             for message_id in sorted(messages):
                 yield messages[message_id]
-
-
-def _binding_key(record: BindingAdded | BindingRemoved) -> tuple:
-    return (
-        record.vhost,
-        record.source,
-        record.destination,
-        record.destination_kind,
-        record.routing_key,
-        repr(sorted(record.arguments.items())),
-    )

@@ -5,10 +5,12 @@ whatever bytes it holds, can run into the next field, and so that a key prefix s
 one vhost, queue or binding source. Numbers are big-endian so the B-tree's byte order is their
 numeric order.
 
-* ``messages.db``: key ``lp(vhost) lp(queue) u64(message_id)``, value one flag byte
-  (:data:`DELIVERED` or :data:`FRESH`), followed by the whole message (:func:`encode_message`)
-  when its body is smaller than :data:`INLINE_LIMIT`. A cursor over one queue prefix yields
-  that queue's messages oldest first.
+* ``messages.db``: key ``lp(vhost) lp(queue) u64(message_id)``, value one flag byte (bits
+  :data:`DELIVERED_BIT`, :data:`TIMED_BIT`), the enqueue time as a big-endian double when
+  ``TIMED_BIT`` is set (format 3 always sets it), then the whole message
+  (:func:`encode_message`) when its body is smaller than :data:`INLINE_LIMIT`. A value that
+  ends after the time (or after the flag, in older entries) keeps its message in ``bodies.db``.
+  A cursor over one queue prefix yields that queue's messages oldest first.
 * ``bodies.db``: key ``u64(message_id)``, value ``u16 u16 u32`` lengths then exchange,
   routing key, content header and body (see :func:`encode_message`); only for messages not
   kept inline, stored once however many queues hold them.
@@ -22,7 +24,8 @@ copies of little data.
 * ``entities.db``: key ``kind byte + lp(fields...)``, value a pickled tuple of the record's
   fields, read back by a restricted unpickler that only builds plain data
   (:func:`decode_entity`). Kinds sort in recovery order: config ``1``, exchanges ``2``,
-  queues ``3``, bindings ``4``; ``\\x00`` keys hold store metadata (format version).
+  queues ``3``, bindings ``4``; ``\\x00`` keys hold store metadata (format version, and
+  :data:`CLEAN_KEY` while the store is closed cleanly).
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ import dataclasses
 import io
 import pickle
 import struct
+from collections.abc import Callable
 from typing import Any
 
 from plugmq.store.records import (
@@ -41,28 +45,44 @@ from plugmq.store.records import (
     MessageEnqueued,
     QueueDeclared,
     Record,
+    binding_identity,
 )
 
 _U16 = struct.Struct(">H")
 _U32 = struct.Struct(">I")
 _U64 = struct.Struct(">Q")
+_TIME = struct.Struct(">d")
 _MESSAGE_HEAD = struct.Struct(">HHI")
+#: Flag byte and enqueue time: the ``messages.db`` value of a message kept in ``bodies.db``.
+QUEUED_HEAD = struct.Struct(">Bd")
+#: Flag byte, enqueue time and :data:`_MESSAGE_HEAD`: the start of an inline value.
+_INLINE_HEAD = struct.Struct(">BdHHI")
 
-#: Flag byte of a message that has been delivered before (recovered with redelivered=True).
-DELIVERED = b"\x01"
-#: Flag byte of a message never delivered.
-FRESH = b"\x00"
+# Bound once: decode_queued runs once per message in recovery.
+_QUEUED_SIZE = QUEUED_HEAD.size
+_INLINE_SIZE = _INLINE_HEAD.size
+_unpack_inline = _INLINE_HEAD.unpack_from
+
+#: Flag bit of a message that has been delivered before (recovered with redelivered=True).
+DELIVERED_BIT = 0x01
+#: Flag bit of an entry that carries its enqueue time (every entry written by format 3).
+TIMED_BIT = 0x02
 
 #: Messages with bodies smaller than this are stored inline in ``messages.db``.
 INLINE_LIMIT = 4096
 
 #: Key of the format marker in ``entities.db`` and the value this version writes.
 FORMAT_KEY = b"\x00format"
-FORMAT_VALUE = b"plugmq-store-bdb 2"
-#: Earlier formats this version opens and upgrades in place. Format 1 kept every body in
-#: ``bodies.db``; its values are valid format 2 values (a flag byte alone), so only the
-#: marker changes.
-UPGRADABLE_FORMATS = (b"plugmq-store-bdb 1",)
+FORMAT_VALUE = b"plugmq-store-bdb 3"
+#: Earlier formats this version opens and upgrades in place (see :mod:`.upgrade`). Format 1
+#: kept every body in ``bodies.db``, format 2 small ones inline; neither stored the enqueue
+#: time, and their flag bytes (0 or 1) say so, so their message entries stay as they are.
+#: Both keyed bindings by another form of their arguments: bindings are re-keyed.
+UPGRADABLE_FORMATS = (b"plugmq-store-bdb 1", b"plugmq-store-bdb 2")
+#: Metadata key present only while the store is closed after a clean ``close()``: its value is
+#: a ``u64`` message id; every stored message with a lower id counts as delivered (the
+#: messages that were stored when an earlier unclean stop was recovered; 0 for none).
+CLEAN_KEY = b"\x00clean"
 
 CONFIG = b"1"
 EXCHANGE = b"2"
@@ -161,11 +181,98 @@ def encode_message(record: MessageEnqueued) -> bytes:
     return b"".join((head, exchange, routing_key, record.header, record.body))
 
 
-def encode_queued(flag: bytes, record: MessageEnqueued) -> bytes | None:
+def encode_queued(record: MessageEnqueued) -> bytes | None:
     """The ``messages.db`` value of a message kept inline, or None if its body is too big."""
-    if len(record.body) >= INLINE_LIMIT:
+    body = record.body
+    if len(body) >= INLINE_LIMIT:
         return None
-    return flag + encode_message(record)
+    exchange = record.exchange.encode()
+    routing_key = record.routing_key.encode()
+    header = record.header
+    flags = TIMED_BIT | DELIVERED_BIT if record.redelivered else TIMED_BIT
+    head = _INLINE_HEAD.pack(
+        flags, record.enqueued_at, len(exchange), len(routing_key), len(header)
+    )
+    return b"".join((head, exchange, routing_key, header, body))
+
+
+def encode_queued_head(record: MessageEnqueued) -> bytes:
+    """The ``messages.db`` value of a message whose body is kept in ``bodies.db``."""
+    flags = TIMED_BIT | DELIVERED_BIT if record.redelivered else TIMED_BIT
+    return QUEUED_HEAD.pack(flags, record.enqueued_at)
+
+
+def split_queued(value: bytes) -> tuple[int, float, int]:
+    """``(flags, enqueued_at, offset)`` of a ``messages.db`` value.
+
+    The message starts at ``offset``; when ``offset == len(value)`` it is in ``bodies.db``.
+    Entries of formats 1 and 2 carry no time: ``enqueued_at`` is then 0.0 (unknown).
+    """
+    flags = value[0]
+    if flags & TIMED_BIT:
+        return flags, _TIME.unpack_from(value, 1)[0], QUEUED_HEAD.size
+    return flags, 0.0, 1
+
+
+def is_shared(value: bytes) -> bool:
+    """True when a ``messages.db`` value keeps its message in ``bodies.db``."""
+    return len(value) == (QUEUED_HEAD.size if value[0] & TIMED_BIT else 1)
+
+
+def mark_value_delivered(value: bytes) -> bytes | None:
+    """``value`` with :data:`DELIVERED_BIT` set, or None if it is set already."""
+    flags = value[0]
+    if flags & DELIVERED_BIT:
+        return None
+    return bytes((flags | DELIVERED_BIT,)) + value[1:]
+
+
+def pack_horizon(message_id: int) -> bytes:
+    """The :data:`CLEAN_KEY` value."""
+    return _U64.pack(message_id)
+
+
+def unpack_horizon(value: bytes) -> int:
+    """The message id stored under :data:`CLEAN_KEY`."""
+    if len(value) != 8:
+        raise EncodingError(f"malformed clean-shutdown marker {value!r}")
+    return _U64.unpack(value)[0]
+
+
+def decode_queued(
+    value: bytes, id_bytes: bytes, get_body: Callable[[bytes], bytes | None]
+) -> tuple[int, float, str, str, bytes, bytes]:
+    """``(flags, enqueued_at, exchange, routing_key, header, body)`` of a ``messages.db`` value.
+
+    ``get_body`` reads ``bodies.db`` (by ``id_bytes``, the key's id) for a message not kept
+    inline. A format 3 inline value (the common case) is decoded with one ``struct`` call:
+    recovery runs this once per stored message.
+    """
+    if value[0] & TIMED_BIT and len(value) > _QUEUED_SIZE:
+        try:
+            flags, enqueued_at, ex_len, rk_len, header_len = _unpack_inline(value)
+        except struct.error as error:
+            raise EncodingError(f"malformed message value: {error}") from error
+        rk_start = _INLINE_SIZE + ex_len
+        header_start = rk_start + rk_len
+        body_start = header_start + header_len
+        if body_start > len(value):
+            raise EncodingError("truncated message value")
+        return (
+            flags,
+            enqueued_at,
+            value[_INLINE_SIZE:rk_start].decode(),
+            value[rk_start:header_start].decode(),
+            value[header_start:body_start],
+            value[body_start:],
+        )
+    flags, enqueued_at, offset = split_queued(value)
+    if len(value) > offset:
+        return (flags, enqueued_at, *decode_message(value, offset))
+    shared = get_body(id_bytes)
+    if shared is None:
+        raise EncodingError(f"message {_U64.unpack(id_bytes)[0]} has no body")
+    return (flags, enqueued_at, *decode_message(shared))
 
 
 def decode_message(value: bytes, offset: int = 0) -> tuple[str, str, bytes, bytes]:
@@ -192,15 +299,13 @@ def decode_message(value: bytes, offset: int = 0) -> tuple[str, str, bytes, byte
 
 
 def binding_key(record: BindingAdded | BindingRemoved) -> bytes:
-    """The ``entities.db`` key of a binding (same identity as the core's ``StoredState``)."""
-    return BINDING + pack_strings(
-        record.vhost,
-        record.source,
-        record.destination,
-        record.destination_kind,
-        record.routing_key,
-        repr(sorted(record.arguments.items())),
-    )
+    """The ``entities.db`` key of a binding: :func:`plugmq.store.records.binding_identity`.
+
+    The frozen arguments are kept as their ``repr``: type-tagged, sorted by field name at every
+    level, and made only of str, bytes, numbers, decimals and datetimes, whose reprs are stable.
+    """
+    vhost, source, destination, kind, routing_key, arguments = binding_identity(record)
+    return BINDING + pack_strings(vhost, source, destination, kind, routing_key, repr(arguments))
 
 
 def vhost_bindings_prefix(vhost: str) -> bytes:

@@ -26,7 +26,8 @@ def describe(record: Record) -> str:
             f"MessageEnqueued vhost={record.vhost!r} queue={record.queue!r} "
             f"id={record.message_id} exchange={record.exchange!r} "
             f"routing_key={record.routing_key!r} header={len(record.header)}B "
-            f"body={len(record.body)}B redelivered={record.redelivered}"
+            f"body={len(record.body)}B redelivered={record.redelivered} "
+            f"enqueued_at={record.enqueued_at}"
         )
     return repr(record)
 

@@ -9,10 +9,11 @@ come in key order, not declaration order; the contract only orders messages with
 from __future__ import annotations
 
 import struct
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 
 from plugmq.store.records import MessageEnqueued, Record
 from plugmq_store_bdb import encoding
+from plugmq_store_bdb.encoding import DELIVERED_BIT
 from plugmq_store_bdb.environment import Databases
 
 #: Messages between two ``progress(done, total)`` calls.
@@ -39,16 +40,22 @@ def count_messages(dbs: Databases) -> int:
 
 
 def message_records(
-    dbs: Databases, total: int, progress: Callable[[int, int], None]
-) -> Iterator[MessageEnqueued]:
-    """Every stored message, queue by queue, oldest first; reports progress as it goes."""
+    dbs: Databases, total: int, progress: Callable[[int, int], None], redelivered_below: float
+) -> Generator[MessageEnqueued, None, int]:
+    """Every stored message, queue by queue, oldest first; reports progress as it goes.
+
+    Messages with ids below ``redelivered_below`` are yielded as redelivered whatever their
+    flag (they were stored when the broker stopped uncleanly). Returns the highest id seen
+    (-1 when there is none).
+    """
     get_body = dbs.bodies.get
     unpack_id = _U64.unpack_from
-    decode = encoding.decode_message
-    delivered = encoding.DELIVERED
+    decode = encoding.decode_queued
+    delivered_bit = DELIVERED_BIT
     current_prefix = b""
     vhost = queue = ""
     done = 0
+    highest = message_id = -1
     cursor = dbs.messages.cursor()
     try:
         item = cursor.first()
@@ -56,22 +63,25 @@ def message_records(
             key, value = item
             prefix = key[:-8]
             if prefix != current_prefix:
+                # A queue's last message has its highest id: compare once per queue.
+                highest = max(highest, message_id)
                 vhost, queue = encoding.decode_queue_prefix(prefix)
                 current_prefix = prefix
             id_bytes = key[-8:]
-            flag = value[:1]
-            exchange, routing_key, header, body = (
-                decode(value, 1) if len(value) > 1 else decode(_shared_body(get_body, id_bytes))
+            message_id = unpack_id(id_bytes)[0]
+            flags, enqueued_at, exchange, routing_key, header, body = decode(
+                value, id_bytes, get_body
             )
             yield MessageEnqueued(
                 vhost,
                 queue,
-                unpack_id(id_bytes)[0],
+                message_id,
                 exchange,
                 routing_key,
                 header,
                 body,
-                flag == delivered,
+                flags & delivered_bit != 0 or message_id < redelivered_below,
+                enqueued_at,
             )
             done += 1
             if done % PROGRESS_EVERY == 0:
@@ -80,12 +90,21 @@ def message_records(
     finally:
         cursor.close()
     progress(done, max(done, total))
+    return max(highest, message_id)
 
 
 def queue_messages(
-    dbs: Databases, vhost: str, queue: str, after_message_id: int, limit: int
+    dbs: Databases,
+    vhost: str,
+    queue: str,
+    after_message_id: int,
+    limit: int,
+    redelivered_below: float,
 ) -> list[MessageEnqueued]:
-    """Up to ``limit`` messages of one queue with ids above ``after_message_id`` (paging)."""
+    """Up to ``limit`` messages of one queue with ids above ``after_message_id`` (paging).
+
+    ``redelivered_below`` as for :func:`message_records`.
+    """
     prefix = encoding.queue_prefix(vhost, queue)
     found: list[MessageEnqueued] = []
     cursor = dbs.messages.cursor()
@@ -93,32 +112,24 @@ def queue_messages(
         item = cursor.set_range(encoding.message_key(vhost, queue, after_message_id + 1))
         while item is not None and item[0].startswith(prefix) and len(found) < limit:
             id_bytes, value = item[0][-8:], item[1]
-            exchange, routing_key, header, body = (
-                encoding.decode_message(value, 1)
-                if len(value) > 1
-                else encoding.decode_message(_shared_body(dbs.bodies.get, id_bytes))
+            message_id = _U64.unpack(id_bytes)[0]
+            flags, enqueued_at, exchange, routing_key, header, body = encoding.decode_queued(
+                value, id_bytes, dbs.bodies.get
             )
             found.append(
                 MessageEnqueued(
                     vhost,
                     queue,
-                    _U64.unpack(id_bytes)[0],
+                    message_id,
                     exchange,
                     routing_key,
                     header,
                     body,
-                    item[1] == encoding.DELIVERED,
+                    bool(flags & DELIVERED_BIT) or message_id < redelivered_below,
+                    enqueued_at,
                 )
             )
             item = cursor.next()
     finally:
         cursor.close()
     return found
-
-
-def _shared_body(get_body: Callable[[bytes], bytes | None], id_bytes: bytes) -> bytes:
-    """The ``bodies.db`` value of a message not kept inline."""
-    value = get_body(id_bytes)
-    if value is None:
-        raise encoding.EncodingError(f"message {_U64.unpack(id_bytes)[0]} has no body")
-    return value

@@ -26,37 +26,21 @@ from plugmq.store.records import (
     QueueDeclared,
     QueueDeleted,
     QueuePurged,
-    Record,
+    RecordHandler,
 )
 from plugmq_store_bdb import encoding
 from plugmq_store_bdb.environment import Databases
 
 
-class BatchWriter:
-    """Applies records to the databases within ``txn`` (the caller commits or aborts)."""
+class BatchWriter(RecordHandler):
+    """Applies records to the databases within ``txn`` (the caller commits or aborts).
+
+    :meth:`apply` (from :class:`RecordHandler`) folds one record into the databases.
+    """
 
     def __init__(self, dbs: Databases, txn: db.DBTxn) -> None:
         self._dbs = dbs
         self._txn = txn
-        self._handlers: dict[type, Callable] = {
-            ConfigSet: self._config_set,
-            ExchangeDeclared: self._put_entity,
-            QueueDeclared: self._put_entity,
-            BindingAdded: self._put_entity,
-            ExchangeDeleted: self._exchange_deleted,
-            QueueDeleted: self._queue_deleted,
-            QueuePurged: self._queue_purged,
-            BindingRemoved: self._binding_removed,
-            MessageEnqueued: self._message_enqueued,
-            MessageRemoved: self._message_removed,
-        }
-
-    def apply(self, record: Record) -> None:
-        """Fold one record into the databases."""
-        handler = self._handlers.get(type(record))
-        if handler is None:
-            raise TypeError(f"not a journal record: {record!r}")
-        handler(record)
 
     # --- entities ------------------------------------------------------------------------------
 
@@ -64,19 +48,21 @@ class BatchWriter:
         key = encoding.entity_key(record)
         self._dbs.entities.put(key, encoding.encode_entity(record), txn=self._txn)
 
+    on_exchange_declared = on_queue_declared = on_binding_added = _put_entity
+
     def _delete_entity(self, key: bytes) -> None:
         _delete(self._dbs.entities, key, self._txn)
 
-    def _config_set(self, record: ConfigSet) -> None:
+    def on_config_set(self, record: ConfigSet) -> None:
         if record.value is None:
             self._delete_entity(encoding.entity_key(record))
         else:
             self._put_entity(record)
 
-    def _binding_removed(self, record: BindingRemoved) -> None:
+    def on_binding_removed(self, record: BindingRemoved) -> None:
         self._delete_entity(encoding.binding_key(record))
 
-    def _exchange_deleted(self, record: ExchangeDeleted) -> None:
+    def on_exchange_deleted(self, record: ExchangeDeleted) -> None:
         self._delete_entity(encoding.EXCHANGE + encoding.pack_strings(record.vhost, record.name))
         self._drop_bindings(
             record.vhost,
@@ -86,7 +72,7 @@ class BatchWriter:
             ),
         )
 
-    def _queue_deleted(self, record: QueueDeleted) -> None:
+    def on_queue_deleted(self, record: QueueDeleted) -> None:
         self._delete_entity(encoding.QUEUE + encoding.pack_strings(record.vhost, record.name))
         self._drop_bindings(
             record.vhost,
@@ -94,7 +80,7 @@ class BatchWriter:
         )
         self._drop_messages(record.vhost, record.name)
 
-    def _queue_purged(self, record: QueuePurged) -> None:
+    def on_queue_purged(self, record: QueuePurged) -> None:
         self._drop_messages(record.vhost, record.name, record.after_message_id)
 
     def _drop_bindings(self, vhost: str, matches: Callable[[BindingAdded], bool]) -> None:
@@ -109,10 +95,9 @@ class BatchWriter:
 
     # --- messages ------------------------------------------------------------------------------
 
-    def _message_enqueued(self, record: MessageEnqueued) -> None:
+    def on_message_enqueued(self, record: MessageEnqueued) -> None:
         key = encoding.message_key(record.vhost, record.queue, record.message_id)
-        flag = encoding.DELIVERED if record.redelivered else encoding.FRESH
-        inline = encoding.encode_queued(flag, record)
+        inline = encoding.encode_queued(record)
         if inline is not None:
             try:  # the common case: one B-tree insert
                 self._dbs.messages.put(key, inline, txn=self._txn, flags=db.DB_NOOVERWRITE)
@@ -123,16 +108,16 @@ class BatchWriter:
                 return
         id_key = encoding.pack_id(record.message_id)
         previous = self._dbs.messages.get(key, txn=self._txn)
-        if previous is not None and len(previous) > 1:  # was kept inline: drop that copy
+        if previous is not None and not encoding.is_shared(previous):  # was inline: drop it
             previous = None
-        self._dbs.messages.put(key, flag, txn=self._txn)
+        self._dbs.messages.put(key, encoding.encode_queued_head(record), txn=self._txn)
         refs = encoding.unpack_count(self._dbs.refs.get(id_key, txn=self._txn))
         if previous is None:
             self._dbs.refs.put(id_key, encoding.pack_count(refs + 1), txn=self._txn)
         if refs == 0 or previous is not None:
             self._dbs.bodies.put(id_key, encoding.encode_message(record), txn=self._txn)
 
-    def _message_removed(self, record: MessageRemoved) -> None:
+    def on_message_removed(self, record: MessageRemoved) -> None:
         key = encoding.message_key(record.vhost, record.queue, record.message_id)
         self._forget_entry(key, record.message_id)
 
@@ -142,7 +127,7 @@ class BatchWriter:
         if value is None:
             return
         self._dbs.messages.delete(key, txn=self._txn)
-        if len(value) == 1:  # the body lives in bodies.db
+        if encoding.is_shared(value):
             self._unreference(message_id)
 
     def _drop_messages(self, vhost: str, queue: str, after_message_id: int = 0) -> None:
@@ -154,7 +139,7 @@ class BatchWriter:
             while item is not None and item[0].startswith(prefix):
                 _, message_id = encoding.split_message_key(item[0])
                 cursor.delete()
-                if len(item[1]) == 1:  # not inline: the body is shared in bodies.db
+                if encoding.is_shared(item[1]):
                     self._unreference(message_id)
                 item = cursor.next()
         finally:

@@ -1,0 +1,175 @@
+"""The federation service of one broker: its routes, their links, adding and deleting them.
+
+One :class:`Federation` per broker lives in ``broker.stash`` while the broker is master; it
+runs as a service (``plugmq_services``), so every link stops when the broker is fenced and
+starts again, from the static and durable routes, at the next promotion.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import structlog
+import trio
+
+from plugmq.amqp.errors import AMQPError
+from plugmq.client import AMQPClientError, ConnectionClosed, ConnectionFailed, connect
+from plugmq.inbroker import InBrokerClient, open_internal_client
+from plugmq_federation.bridges import push_queue_name
+from plugmq_federation.dedup import DuplicateWindow
+from plugmq_federation.link import CONNECT_TIMEOUT, Link
+from plugmq_federation.persistence import RouteStore
+from plugmq_federation.routes import Route
+
+log = structlog.get_logger("plugmq.federation")
+
+STASH_KEY = "federation"
+
+
+class FederationError(Exception):
+    """A route request that cannot be done; the message is the answer."""
+
+
+class Federation:
+    """Routes and links of one broker."""
+
+    def __init__(self, broker: Any, broker_id: str, store: RouteStore, static: list[Route]) -> None:
+        self.broker = broker
+        self.broker_id = broker_id
+        self.store = store
+        self.static = static
+        self.window = DuplicateWindow()
+        self.links: dict[str, Link] = {}
+        self._nursery: trio.Nursery | None = None
+
+    async def run(self, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Start the links of the static and durable routes; serve until cancelled (fenced)."""
+        await self.store.settings.durable()  # a newly generated broker id, before it is used
+        async with trio.open_nursery() as nursery:
+            self._nursery = nursery
+            for route in [*self.static, *self.store.load()]:
+                try:
+                    self._start(route)
+                except (FederationError, AMQPError) as error:
+                    log.error("federation_route_not_started", route=route.id, error=str(error))
+            task_status.started()
+            log.info("federation_started", broker_id=self.broker_id, routes=len(self.links))
+            await trio.sleep_forever()
+
+    # -- routes --------------------------------------------------------------------------------
+
+    def _start(self, route: Route) -> Link:
+        if route.id in self.links:
+            raise FederationError(f"route {route.id} already exists ({_summary(route)})")
+        with self._client(route.vhost) as client:
+            if route.push:
+                self._declare_push_queue(client, route)
+            elif route.kind != "demand":  # a demand route moves into a queue, not an exchange
+                client.declare_exchange(route.exchange, passive=True)
+        link = self.links[route.id] = Link(route, self.broker, self.broker_id, self.window)
+        assert self._nursery is not None
+        self._nursery.start_soon(link.run)
+        return link
+
+    @staticmethod
+    def _declare_push_queue(client: InBrokerClient, route: Route) -> None:
+        """The local queue a push route collects in (declared now: nothing is missed while
+        the link is down)."""
+        queue = push_queue_name(route.id)
+        client.declare_exchange(route.exchange, passive=True)
+        client.declare_queue(queue, durable=route.durable)
+        client.bind_queue(queue, route.exchange, route.key)
+
+    def _client(self, vhost: str) -> InBrokerClient:
+        try:
+            return open_internal_client(self.broker, vhost)
+        except AMQPError as error:
+            raise FederationError(str(error)) from error
+
+    async def add(self, route: Route, wait: float) -> dict[str, Any]:
+        """Add ``route`` and start its link; wait up to ``wait`` s for its first outcome."""
+        try:
+            link = self._start(route)
+        except AMQPError as error:
+            raise FederationError(_amqp_reason(error, route)) from error
+        if route.durable:
+            await self.store.save(route)
+        log.info("federation_route_added", route=route.id, summary=_summary(route))
+        if wait > 0:
+            with trio.move_on_after(wait):
+                await link.first_outcome.wait()
+        return link.describe()
+
+    async def delete(self, route: Route) -> dict[str, Any]:
+        """Delete ``route``: stop its link and remove the queue it made on the other side."""
+        link = self.links.pop(route.id, None)
+        if link is None:
+            raise FederationError(f"no such route ({_summary(route)})")
+        link.cancel_scope.cancel()
+        await self.store.forget(link.route)
+        cleanup = await self._remove_queue(link)
+        log.info("federation_route_deleted", route=route.id, cleanup=cleanup)
+        return {"route": route.id, "cleanup": cleanup}
+
+    async def _remove_queue(self, link: Link) -> str:
+        """Delete the route's own queue (local for push, remote for pull); say what happened."""
+        route = link.route
+        if route.kind in ("queue", "demand"):
+            return "nothing to remove (the source queue belongs to its owner)"
+        queue = link.source_queue()
+        if route.push:
+            with self._client(route.vhost) as client:
+                client.delete_queue(queue)
+            return f"deleted local queue {queue}"
+        try:
+            with trio.fail_after(CONNECT_TIMEOUT * 2):
+                async with (
+                    connect(
+                        list(route.remote),
+                        dialer_for=self.broker.plugins.dialer_for,
+                        connect_timeout=CONNECT_TIMEOUT,
+                    ) as connection,
+                    connection.channel() as channel,
+                ):
+                    await channel.queue_delete(queue)
+        except (ConnectionFailed, ConnectionClosed, AMQPClientError, trio.TooSlowError) as error:
+            return f"could not delete queue {queue} on {route.remote_display}: {error}"
+        return f"deleted queue {queue} on {route.remote_display}"
+
+    # -- reports -------------------------------------------------------------------------------
+
+    def list_routes(self) -> dict[str, Any]:
+        """This broker's id and routes (``route list``, ``route map``)."""
+        return {
+            "broker_id": self.broker_id,
+            "routes": [
+                link.route.describe() | {"peer": link.remote_id} for link in self.links.values()
+            ],
+        }
+
+    def list_links(self) -> list[dict[str, Any]]:
+        """Every link's state; push links count their local backlog."""
+        rows = []
+        for link in self.links.values():
+            backlog = None
+            if link.route.push:
+                backlog = self._local_depth(link)
+            rows.append(link.describe(backlog))
+        return rows
+
+    def _local_depth(self, link: Link) -> int | None:
+        try:
+            with self._client(link.route.vhost) as client:
+                return client.declare_queue(link.source_queue(), passive=True).message_count
+        except (AMQPError, FederationError):
+            return None
+
+
+def _summary(route: Route) -> str:
+    what = f"queue {route.queue}" if route.kind in ("queue", "demand") else f"key '{route.key}'"
+    return f"{route.direction} {route.remote_display} exchange '{route.exchange}' {what}"
+
+
+def _amqp_reason(error: AMQPError, route: Route) -> str:
+    """A refused route in words (the local exchange or vhost is missing, most often)."""
+    return f"cannot add route ({_summary(route)}): {error}"
