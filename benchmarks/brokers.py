@@ -17,6 +17,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 RABBITMQ_BIN = Path("/usr/lib/rabbitmq/bin")
@@ -138,9 +139,12 @@ class RabbitMQBroker:
 
     kind = "rabbitmq"
 
-    def __init__(self, base: Path, node: str = "plugmqbench@localhost") -> None:
+    def __init__(
+        self, base: Path, node: str = "plugmqbench@localhost", plugins: Sequence[str] = ()
+    ) -> None:
         self.base = base
         self.node = node
+        self.plugins = list(plugins)
         self.port = free_port()
         self.dist_port = free_port()
         self.process: subprocess.Popen[bytes] | None = None
@@ -154,7 +158,8 @@ class RabbitMQBroker:
         """The variables that make the node private (ports, directories, cookie)."""
         for sub in ("mnesia", "log"):
             (self.base / sub).mkdir(parents=True, exist_ok=True)
-        (self.base / "enabled_plugins").write_text("[].\n")
+        # plugins are enabled by this file before start (rabbitmq-plugins --offline does the same)
+        (self.base / "enabled_plugins").write_text(f"[{','.join(self.plugins)}].\n")
         return os.environ | {
             "RABBITMQ_NODENAME": self.node,
             "RABBITMQ_NODE_IP_ADDRESS": "127.0.0.1",
@@ -230,6 +235,20 @@ class RabbitMQBroker:
             _kill_group(self.process, signal.SIGKILL)
             with contextlib.suppress(subprocess.TimeoutExpired):
                 self.process.wait(30)
+
+    def ctl(self, *args: str, timeout: float = 60.0) -> str:
+        """Run ``rabbitmqctl -n <node> args...``; return its output, raise if it fails."""
+        done = subprocess.run(
+            [self.tool("rabbitmqctl"), "-n", self.node, *args],
+            env=self.environment(),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+        if done.returncode != 0:
+            raise RuntimeError(f"rabbitmqctl {' '.join(args)}: {done.stderr or done.stdout}")
+        return done.stdout
 
     def stop(self) -> None:
         """rabbitmqctl stop; kill the process group if the node lingers."""
