@@ -31,12 +31,11 @@ copies of little data.
 from __future__ import annotations
 
 import dataclasses
-import io
 import pickle
 import struct
 from collections.abc import Callable
-from typing import Any
 
+from plugmq.store.plain import load_plain
 from plugmq.store.records import (
     BindingAdded,
     BindingRemoved,
@@ -329,7 +328,7 @@ def encode_entity(record: Record) -> bytes:
     fields = tuple(getattr(record, f.name) for f in dataclasses.fields(record))
     data = pickle.dumps((type(record).__name__, fields), protocol=5)
     try:
-        _PlainUnpickler(io.BytesIO(data)).load()
+        load_plain(data)
     except pickle.UnpicklingError as error:
         name = type(record).__name__
         raise ValueError(f"{name} holds a value the store cannot keep: {error}") from None
@@ -339,32 +338,7 @@ def encode_entity(record: Record) -> bytes:
 def decode_entity(value: bytes) -> Record:
     """The record stored by :func:`encode_entity`."""
     try:
-        name, fields = _PlainUnpickler(io.BytesIO(value)).load()
+        name, fields = load_plain(value)
         return _ENTITY_CLASSES[name](*fields)
     except Exception as error:
         raise EncodingError(f"malformed entity value: {error!r}") from error
-
-
-class _PlainUnpickler(pickle.Unpickler):
-    """Builds only plain data: containers, numbers, strings, bytes, decimals, date and time."""
-
-    _ALLOWED = frozenset(
-        {
-            ("builtins", "set"),
-            ("builtins", "frozenset"),
-            ("builtins", "bytearray"),
-            ("builtins", "complex"),
-            ("decimal", "Decimal"),
-            ("datetime", "datetime"),
-            ("datetime", "date"),
-            ("datetime", "time"),
-            ("datetime", "timedelta"),
-            ("datetime", "timezone"),
-        }
-    )
-
-    def find_class(self, module: str, name: str) -> Any:
-        """Refuse every global that is not plain data."""
-        if (module, name) not in self._ALLOWED:
-            raise pickle.UnpicklingError(f"{module}.{name} is not plain data")
-        return super().find_class(module, name)

@@ -11,10 +11,10 @@ the same rule the exchanges use.
 
 from __future__ import annotations
 
-import io
 import pickle
 from typing import Any
 
+from plugmq.store.plain import load_plain
 from plugmq.store.records import BindingAdded, BindingRemoved, binding_identity
 
 
@@ -41,7 +41,7 @@ def dump(value: Any) -> bytes:
     """Pickle plain data; raises ``ValueError`` for anything :func:`load` would refuse."""
     data = pickle.dumps(value, protocol=5)
     try:
-        _PlainUnpickler(io.BytesIO(data)).load()
+        load_plain(data)
     except pickle.UnpicklingError as error:
         raise ValueError(f"a value the PostgreSQL store cannot keep: {error}") from None
     return data
@@ -50,31 +50,6 @@ def dump(value: Any) -> bytes:
 def load(data: bytes | memoryview) -> Any:
     """The value :func:`dump` stored."""
     try:
-        return _PlainUnpickler(io.BytesIO(bytes(data))).load()
+        return load_plain(data)
     except Exception as error:
         raise DecodeError(f"malformed stored value: {error!r}") from error
-
-
-class _PlainUnpickler(pickle.Unpickler):
-    """Builds only plain data."""
-
-    _ALLOWED = frozenset(
-        {
-            ("builtins", "set"),
-            ("builtins", "frozenset"),
-            ("builtins", "bytearray"),
-            ("builtins", "complex"),
-            ("decimal", "Decimal"),
-            ("datetime", "datetime"),
-            ("datetime", "date"),
-            ("datetime", "time"),
-            ("datetime", "timedelta"),
-            ("datetime", "timezone"),
-        }
-    )
-
-    def find_class(self, module: str, name: str) -> Any:
-        """Refuse every global that is not plain data."""
-        if (module, name) not in self._ALLOWED:
-            raise pickle.UnpicklingError(f"{module}.{name} is not plain data")
-        return super().find_class(module, name)
