@@ -19,14 +19,14 @@ from plugmq.amqp.errors import FrameError, SyntaxError_, UnexpectedFrame
 _HEAD = struct.Struct(">HHQH")
 _U32 = struct.Struct(">I")
 
-_CONTENT_TYPE = 1 << 15
-_CONTENT_ENCODING = 1 << 14
-_HEADERS = 1 << 13
-_DELIVERY_MODE = 1 << 12
-_PRIORITY = 1 << 11
-_CORRELATION_ID = 1 << 10
-_REPLY_TO = 1 << 9
-_EXPIRATION = 1 << 8
+_CONTENT_TYPE = C.PROPERTY_CONTENT_TYPE
+_CONTENT_ENCODING = C.PROPERTY_CONTENT_ENCODING
+_HEADERS = C.PROPERTY_HEADERS
+_DELIVERY_MODE = C.PROPERTY_DELIVERY_MODE
+_PRIORITY = C.PROPERTY_PRIORITY
+_CORRELATION_ID = C.PROPERTY_CORRELATION_ID
+_REPLY_TO = C.PROPERTY_REPLY_TO
+_EXPIRATION = C.PROPERTY_EXPIRATION
 
 #: The ``user_id`` property's flag (1 << 4), tested on the low byte of the flag word (payload
 #: byte 13): ``payload[USER_ID_BYTE] & USER_ID_BIT`` is the whole per-publish cost of checking

@@ -16,18 +16,20 @@ from __future__ import annotations
 import struct
 from typing import NamedTuple
 
+from plugmq.amqp import constants as C
+
 PATH_HEADER = b"x-plugmq-path"
 
 _FLAGS_AT = 12  # class id (2), weight (2), body size (8), then the property flags
-_CONTENT_TYPE = 1 << 15
-_CONTENT_ENCODING = 1 << 14
-_HEADERS = 1 << 13
-_DELIVERY_MODE = 1 << 12
-_PRIORITY = 1 << 11
-_CORRELATION_ID = 1 << 10
-_REPLY_TO = 1 << 9
-_EXPIRATION = 1 << 8
-_MESSAGE_ID = 1 << 7
+_CONTENT_TYPE = C.PROPERTY_CONTENT_TYPE
+_CONTENT_ENCODING = C.PROPERTY_CONTENT_ENCODING
+_HEADERS = C.PROPERTY_HEADERS
+_DELIVERY_MODE = C.PROPERTY_DELIVERY_MODE
+_PRIORITY = C.PROPERTY_PRIORITY
+_CORRELATION_ID = C.PROPERTY_CORRELATION_ID
+_REPLY_TO = C.PROPERTY_REPLY_TO
+_EXPIRATION = C.PROPERTY_EXPIRATION
+_MESSAGE_ID = C.PROPERTY_MESSAGE_ID
 
 _U16 = struct.Struct(">H")
 _U32 = struct.Struct(">I")
