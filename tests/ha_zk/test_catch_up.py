@@ -6,7 +6,8 @@ members hold a million persistent messages; it logs its progress (``ha_zk.catchi
 killed (so every confirm now needs the new member's ack), more messages are confirmed, the master
 is killed and the old replica restarts behind. The new member, holding the most, is elected
 (logging the seed's story: not enough members, promoted, recovery progress) and gives back
-every message exactly once, counted by number.
+every message exactly once, counted by number (twice is allowed only for a message the broker
+nacked during the fill, which was then published again).
 
 Replacing a broker's disk is an operator's act: the retired broker's node under
 ``<zk-path>/sites`` is removed first (the broker refuses to join otherwise, naming that node),
@@ -67,7 +68,10 @@ def test_an_empty_member_catches_up_with_a_million_messages_and_holds_them_all(
 ) -> None:
     master, old, new = _replace_a_replica(group, zk_server.hosts)
     filled = trio.run(fill, group.brokers[master].url, QUEUE, COUNT)
-    print(f"filled {COUNT} confirmed messages in {filled:.1f} s ({COUNT / filled:.0f} msg/s)")
+    print(
+        f"filled {COUNT} confirmed messages in {filled.seconds:.1f} s "
+        f"({COUNT / filled.seconds:.0f} msg/s; {len(filled.republished)} nacked, published again)"
+    )
 
     joined = time.monotonic()
     group.brokers[new].start(ready_event="broker_listening")
@@ -95,7 +99,8 @@ def test_an_empty_member_catches_up_with_a_million_messages_and_holds_them_all(
 
     seen = trio.run(drain, group.brokers[new].url, QUEUE, COUNT + EXTRA)
     missing = [n for n in range(COUNT + EXTRA) if seen[n] == 0]
-    doubled = [n for n in range(COUNT + EXTRA) if seen[n] > 1]
+    # A nacked message may have been stored after all (then it was published again): twice.
+    doubled = [n for n in range(COUNT + EXTRA) if seen[n] > (2 if n in filled.republished else 1)]
     assert (missing[:10], len(missing)) == ([], 0)
     assert (doubled[:10], len(doubled)) == ([], 0)
     assert seen[COUNT + EXTRA] == 0, "messages with numbers nobody published"
