@@ -51,6 +51,13 @@ def make_perf_command() -> Callable[..., None]:
         queue: Annotated[
             str | None, typer.Option(help="Queue name for single-queue scenarios.")
         ] = None,
+        queue_arg: Annotated[
+            list[str] | None,
+            typer.Option(
+                help="KEY=VALUE argument of every declared queue (repeatable), e.g. "
+                "x-queue-type=quorum for RabbitMQ's quorum queues."
+            ),
+        ] = None,
         keep: Annotated[bool, typer.Option(help="Do not delete the queues afterwards.")] = False,
         drain_timeout: Annotated[
             float, typer.Option(help="How long consumers may take to drain (seconds).")
@@ -83,6 +90,13 @@ def make_perf_command() -> Callable[..., None]:
             if not quiet:
                 print(line, file=sys.stderr, flush=True)
 
+        queue_arguments = {}
+        for pair in queue_arg or ():
+            key, sep, value = pair.partition("=")
+            if not sep or not key:
+                typer.echo(f"plugmq: error: --queue-arg {pair!r} is not KEY=VALUE", err=True)
+                raise SystemExit(2)
+            queue_arguments[key] = value
         results = []
         for name in names:
             config = PerfConfig(
@@ -102,6 +116,7 @@ def make_perf_command() -> Callable[..., None]:
                 connect_concurrency=connect_concurrency,
                 count=count if name == "backlog" else 0,
                 queue=queue,
+                queue_arguments=queue_arguments,
                 keep=keep,
                 drain_timeout=drain_timeout,
                 broker_pid=broker_pid,

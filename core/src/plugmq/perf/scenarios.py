@@ -102,6 +102,9 @@ class PerfConfig:
     keep: bool = False
     drain_timeout: float = 15.0
     broker_pid: int | None = None
+    #: ``arguments`` of every queue the scenario declares, e.g. ``{"x-queue-type": "quorum"}``
+    #: to measure RabbitMQ's quorum queues.
+    queue_arguments: dict[str, Any] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -243,7 +246,9 @@ async def _setup(config: PerfConfig, plan: _Plan) -> dict[str, Any]:
             return server
         async with conn.channel() as channel:
             for name in plan.queues:
-                await channel.queue_declare(name, durable=plan.durable)
+                await channel.queue_declare(
+                    name, durable=plan.durable, arguments=config.queue_arguments or None
+                )
             for queue, exchange, key in plan.bindings:
                 await channel.queue_bind(plan.queues[queue], exchange, key)
     return server
