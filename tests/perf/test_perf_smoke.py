@@ -97,3 +97,29 @@ def test_unknown_scenario_is_a_clear_error(perf_broker: BrokerProcess) -> None:
     )
     assert done.returncode == 2
     assert "unknown scenario 'nope'" in done.stderr
+
+
+def test_queue_arguments_reach_the_declared_queue(perf_broker: BrokerProcess) -> None:
+    # A value the broker refuses proves the argument was sent with the declaration.
+    command = [
+        sys.executable, "-m", "plugmq", "perf", "durable", "--no-autoload", "--url",
+        perf_broker.url, "--duration", "1", "--queue-arg", "x-queue-type=bogus",
+    ]  # fmt: skip
+    done = subprocess.run(command, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1, done.stderr[-2000:]
+    assert "x-queue-type" in done.stderr and "bogus" in done.stderr
+    result = run_perf(perf_broker, "durable", "--queue-arg", "x-queue-type=classic")
+    assert result["config"]["queue_arguments"] == {"x-queue-type": "classic"}
+    assert result["confirmed"] > 0
+
+
+def test_a_queue_argument_that_is_not_key_value_is_a_clear_error(
+    perf_broker: BrokerProcess,
+) -> None:
+    command = [
+        sys.executable, "-m", "plugmq", "perf", "durable", "--no-autoload", "--url",
+        perf_broker.url, "--queue-arg", "x-queue-type",
+    ]  # fmt: skip
+    done = subprocess.run(command, capture_output=True, text=True, timeout=30)
+    assert done.returncode == 2
+    assert "--queue-arg 'x-queue-type' is not KEY=VALUE" in done.stderr
