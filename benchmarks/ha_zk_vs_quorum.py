@@ -395,6 +395,8 @@ def markdown(result: dict[str, Any]) -> str:
         n = len(fail[names[0]]["seconds"])
         row(f"failover p50 (s, {n} kills)", [fail[s]["p50"] for s in names], 3)
         row(f"failover max (s, {n} kills)", [fail[s]["max"] for s in names], 3)
+    if "catch_up_error" in result:
+        lines.append(f"\ncatch-up failed: {result['catch_up_error']['error']}")
     if "catch_up" in result:
         c = result["catch_up"]
         lines.append("")
@@ -442,6 +444,9 @@ def parse() -> argparse.Namespace:
     parser.add_argument("--rounds", type=int, default=20, help="failover kills per side (0: none)")
     parser.add_argument("--catch-up", action="store_true", help="also time a replica's catch-up")
     parser.add_argument("--catch-up-count", type=int, default=1_000_000)
+    parser.add_argument(
+        "--no-rabbitmq", action="store_true", help="plugmq's failover and catch-up only"
+    )
     parser.add_argument("--bdb-sync", default="commit", help="plugmq's --bdb-sync")
     out = ROOT / "benchmarks/results/ha_zk_vs_quorum.json"
     parser.add_argument("--out", type=Path, default=out)
@@ -449,29 +454,43 @@ def parse() -> argparse.Namespace:
     return parser.parse_args()
 
 
-def run(args: argparse.Namespace, base: Path) -> dict[str, Any]:
-    """Start both set-ups, measure, and stop them (whatever happens)."""
+def run(args: argparse.Namespace, base: Path, result: dict[str, Any]) -> None:
+    """Start the set-ups needed, measure into ``result`` (saved after every phase), stop them.
+
+    RabbitMQ is started only for the durable runs and failover rounds (``--runs 0 --rounds 0
+    --catch-up`` measures the catch-up alone). A failed catch-up is recorded in the result with
+    the brokers' log tails instead of losing the figures measured before it.
+    """
     plugmq, rabbit = PlugmqSide(base / "plugmq", args.bdb_sync), RabbitSide(base / "rabbitmq")
-    result: dict[str, Any] = {
-        "machine": machine(),
-        "args": {key: str(value) for key, value in vars(args).items()},
-    }
+    compare = bool(args.runs or args.rounds) and not args.no_rabbitmq
     try:
-        print("starting ZooKeeper + 3 plugmq brokers, and 3 RabbitMQ nodes ...", flush=True)
+        print("starting ZooKeeper and 3 plugmq brokers ...", flush=True)
         plugmq.start()
-        rabbit.start()
+        if compare:
+            print("starting 3 RabbitMQ nodes and clustering them ...", flush=True)
+            rabbit.start()
         result["durable"] = []
-        for number in range(args.runs):
+        for number in range(args.runs if compare else 0):
             order = (plugmq, rabbit) if number % 2 == 0 else (rabbit, plugmq)
             for side in order:
                 other = rabbit if side is plugmq else plugmq
                 result["durable"].append(durable(side, other, args))
+        save(args.out, result)
         result["failover"] = []
-        for side in (plugmq, rabbit) if args.rounds else ():
+        for side in (plugmq, rabbit) if compare else (plugmq,) if args.rounds else ():
             result["failover"].append(failovers(side, args.rounds))
+            save(args.out, result)
         if args.catch_up:
             rabbit.stop()  # idle beam.smp schedulers would only slow the catch-up down
-            result["catch_up"] = catch_up(plugmq, args.catch_up_count)
+            try:
+                result["catch_up"] = catch_up(plugmq, args.catch_up_count)
+            except (AMQPClientError, TimeoutError, RuntimeError) as error:
+                result["catch_up_error"] = {
+                    "error": repr(error),
+                    "logs": {str(b.log_path.name): b.tail(30) for b in plugmq.group.brokers},
+                }
+                print(f"catch-up failed: {error!r}", file=sys.stderr)
+            save(args.out, result)
     finally:
         for side in (plugmq, rabbit):
             try:
@@ -479,7 +498,12 @@ def run(args: argparse.Namespace, base: Path) -> dict[str, Any]:
             except (OSError, RuntimeError, subprocess.SubprocessError) as error:
                 # the other side must still be stopped: say what failed, go on
                 print(f"stopping {side.name} failed: {error!r}", file=sys.stderr)
-    return result
+
+
+def save(out: Path, result: dict[str, Any]) -> None:
+    """Write the result so far."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n")
 
 
 def main() -> None:
@@ -490,10 +514,13 @@ def main() -> None:
         print(markdown(json.loads(args.report.read_text())))
         return
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # run the finally blocks
+    result: dict[str, Any] = {
+        "machine": machine(),
+        "args": {key: str(value) for key, value in vars(args).items()},
+    }
     with tempfile.TemporaryDirectory(prefix="ha_zk_vs_quorum-") as tmp:
-        result = run(args, Path(tmp))
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
+        run(args, Path(tmp), result)
+    save(args.out, result)
     print(markdown(result))
 
 
