@@ -477,7 +477,7 @@ def run(args: argparse.Namespace, base: Path, result: dict[str, Any]) -> None:
                 result["durable"].append(durable(side, other, args))
         save(args.out, result)
         result["failover"] = []
-        for side in (plugmq, rabbit) if compare else (plugmq,) if args.rounds else ():
+        for side in ((plugmq, rabbit) if compare else (plugmq,)) if args.rounds else ():
             result["failover"].append(failovers(side, args.rounds))
             save(args.out, result)
         if args.catch_up:
