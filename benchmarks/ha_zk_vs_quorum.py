@@ -354,6 +354,7 @@ def catch_up(side: PlugmqSide, count: int) -> dict[str, Any]:
         "fill_seconds": round(filled.seconds, 1),
         "fill_per_s": round(count / filled.seconds),
         "fill_republished": len(filled.republished),
+        "fill_nacked_batches": filled.nacked_batches,
         "seconds": round(seconds, 2),
         "msg_per_s": round(count / seconds),
         "replica_bytes": size,
@@ -484,7 +485,7 @@ def run(args: argparse.Namespace, base: Path, result: dict[str, Any]) -> None:
             rabbit.stop()  # idle beam.smp schedulers would only slow the catch-up down
             try:
                 result["catch_up"] = catch_up(plugmq, args.catch_up_count)
-            except (AMQPClientError, TimeoutError, RuntimeError) as error:
+            except (AMQPClientError, TimeoutError, RuntimeError, ExceptionGroup) as error:
                 result["catch_up_error"] = {
                     "error": repr(error),
                     "logs": {str(b.log_path.name): b.tail(30) for b in plugmq.group.brokers},

@@ -41,6 +41,8 @@ class Filled:
     #: message may still have been stored (ha_zk: acks of the quorum late), so these may come
     #: back twice; every other number exactly once.
     republished: set[int] = field(default_factory=set)
+    #: Batches (of any channel) that had nacked messages, counted per attempt.
+    nacked_batches: int = 0
 
 
 async def fill(
@@ -56,8 +58,8 @@ async def fill(
     """Publish messages ``0..count-1`` to durable ``queue`` until every one is confirmed.
 
     ``channels`` publishers share the numbers (each takes the next batch). Nacked messages are
-    published again (at most ``attempts`` times each batch); raises ``PublishNacked`` when a
-    batch is still refused after that.
+    published again after a pause that doubles (0.5 s to 8 s), at most ``attempts`` times each
+    batch; raises ``PublishNacked`` when a batch is still refused after that.
     """
     next_batch = [0]
     filled = Filled(0.0)
@@ -81,11 +83,15 @@ async def fill(
                 first = next_batch[0]
                 next_batch[0] = last = min(first + batch, count)
                 numbers = list(range(first, last))
-                for _ in range(attempts):
+                for attempt in range(attempts):
                     numbers = await publish_batch(channel, numbers)
                     if not numbers:
                         break
                     filled.republished.update(numbers)
+                    filled.nacked_batches += 1
+                    # Nacked: the replicas are behind. Publishing again at once would only add
+                    # to their backlog (a nacked record is still shipped): give them time.
+                    await trio.sleep(min(0.5 * 2**attempt, 8.0))
                 else:
                     raise PublishNacked(numbers)
 
