@@ -396,6 +396,8 @@ def markdown(result: dict[str, Any]) -> str:
         n = len(fail[names[0]]["seconds"])
         row(f"failover p50 (s, {n} kills)", [fail[s]["p50"] for s in names], 3)
         row(f"failover max (s, {n} kills)", [fail[s]["max"] for s in names], 3)
+    if len(lines) == 2:
+        lines = []  # no comparison in this result (a catch-up alone)
     if "catch_up_error" in result:
         lines.append(f"\ncatch-up failed: {result['catch_up_error']['error']}")
     if "catch_up" in result:
