@@ -54,14 +54,15 @@ async def fill(
     batch: int = 1000,
     size: int = 100,
     attempts: int = 20,
+    first: int = 0,
 ) -> Filled:
-    """Publish messages ``0..count-1`` to durable ``queue`` until every one is confirmed.
+    """Publish messages ``first..first+count-1`` to durable ``queue``, every one confirmed.
 
     ``channels`` publishers share the numbers (each takes the next batch). Nacked messages are
     published again after a pause that doubles (0.5 s to 8 s), at most ``attempts`` times each
     batch; raises ``PublishNacked`` when a batch is still refused after that.
     """
-    next_batch = [0]
+    next_batch, end = [first], first + count
     filled = Filled(0.0)
 
     async def publish_batch(channel: Any, numbers: list[int]) -> list[int]:
@@ -79,10 +80,10 @@ async def fill(
     async def publisher(connection: Any) -> None:
         async with connection.channel() as channel:
             await channel.confirm_select()
-            while next_batch[0] < count:
-                first = next_batch[0]
-                next_batch[0] = last = min(first + batch, count)
-                numbers = list(range(first, last))
+            while next_batch[0] < end:
+                start = next_batch[0]
+                next_batch[0] = stop = min(start + batch, end)
+                numbers = list(range(start, stop))
                 for attempt in range(attempts):
                     numbers = await publish_batch(channel, numbers)
                     if not numbers:
@@ -137,7 +138,10 @@ async def drain(url: str, queue: str, expected: int, *, timeout: float = 300.0) 
         ):
             unacked = 0
             last = time.monotonic()
+            distinct = 0
             while True:
+                if distinct == expected and not await _ready(connection, queue):
+                    break  # every number came and nothing is left: no need to wait 5 s
                 with trio.move_on_after(5.0):
                     message = await consumer.__anext__()
                     now = time.monotonic()
@@ -145,6 +149,8 @@ async def drain(url: str, queue: str, expected: int, *, timeout: float = 300.0) 
                     last = now
                     (number,) = NUMBER.unpack_from(message.body)
                     cell = number if number < expected else expected
+                    if cell < expected and not seen[cell]:
+                        distinct += 1
                     seen[cell] = min(seen[cell] + 1, 255)
                     received += 1
                     unacked = message.delivery_tag
