@@ -8,7 +8,6 @@ free UDP port, so tests running at once never hear each other's announcements.
 
 from __future__ import annotations
 
-import socket
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -16,15 +15,9 @@ from pathlib import Path
 import pytest
 from support import zookeeper
 from support.broker_process import BrokerProcess, broker_process
+from support.multicast import free_udp_port
 
 StartBroker = Callable[..., BrokerProcess]
-
-
-def free_udp_port() -> int:
-    """A UDP port nobody is bound to now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 @pytest.fixture

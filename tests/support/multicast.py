@@ -16,6 +16,13 @@ from typing import Any
 LOOPBACK = "127.0.0.1"
 
 
+def free_udp_port() -> int:
+    """A UDP port nobody is bound to now (a test's own multicast port)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        probe.bind((LOOPBACK, 0))
+        return int(probe.getsockname()[1])
+
+
 def split(target: str) -> tuple[str, int]:
     """``GROUP:PORT`` → ``(group, port)``."""
     group, _, port = target.rpartition(":")
