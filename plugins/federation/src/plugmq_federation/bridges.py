@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from functools import partial
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import structlog
 import trio
@@ -275,29 +275,48 @@ async def _forward_pulled(
     pending: Pending,
 ) -> None:
     """The pull loop: each remote message is checked (loop, hops, duplicate) and published
-    here; ``settled`` hands its remote settlement to the acking task."""
+    here; ``settled`` hands its remote settlement to the acking task.
+
+    Messages already received are taken as one burst: their keys are journaled as one record
+    *before* the burst's messages (:mod:`.durable_window`), so a store that has a message has
+    its key, and a new master drops the copy the source sends again.
+    """
     route = link.route
     sender, receiver = link.remote_id_bytes, link.local_id_bytes
-    window, in_doubt = link.window, link.in_doubt
-    async for message in consumer:
-        pending.taken(message.delivery_tag)
-        result = hop(
-            message.header_payload,
-            message.body,
-            sender,
-            receiver,
-            route.max_hops,
-            window,
-            in_doubt,
-            message.redelivered,
-        )
-        if result.__class__ is not Forward:
-            link.dropped(result)  # type: ignore[arg-type]
-            settled((message.delivery_tag, True))
-            continue
-        if local.blocked:
-            await local.wait_unblocked()
-        _publish_local(link, local, message, result, settled)
+    window, in_doubt, journal = link.window, link.in_doubt, link.journal
+    burst: list[tuple[Any, Forward]] = []
+    try:
+        async for message in consumer:
+            pending.taken(message.delivery_tag)
+            result = hop(
+                message.header_payload,
+                message.body,
+                sender,
+                receiver,
+                route.max_hops,
+                window,
+                in_doubt,
+                message.redelivered,
+            )
+            if result.__class__ is not Forward:
+                link.dropped(result)  # type: ignore[arg-type]
+                settled((message.delivery_tag, True))
+            else:
+                burst.append((message, result))  # type: ignore[arg-type]
+            if (consumer.buffered and len(burst) < route.ack) or not burst:
+                continue  # more is here already: one journal record for the whole burst
+            if local.blocked:
+                await local.wait_unblocked()
+            if journal is not None:  # transient messages do not outlive this broker: no key
+                journal.write(
+                    [(route.id, f.key, f.route, f.counted) for _, f in burst if f.persistent]  # type: ignore[misc]
+                )
+            for message, forward in burst:
+                _publish_local(link, local, message, forward, settled)
+            burst.clear()
+    finally:
+        for _, forward in burst:  # admitted, never published: their resends must get in
+            window.forget(forward.key, forward.route)  # type: ignore[arg-type]
 
 
 def _publish_local(

@@ -18,6 +18,7 @@ from plugmq.api import network_view
 from plugmq.client import AMQPClientError, ConnectionClosed, ConnectionFailed, connect
 from plugmq.inbroker import InBrokerClient, open_internal_client
 from plugmq_federation.bridges import push_queue_name
+from plugmq_federation.durable_window import WindowJournal
 from plugmq_federation.ingress import ingress_name, ingress_state
 from plugmq_federation.link import CONNECT_TIMEOUT, Link
 from plugmq_federation.network import NetworkRoutes, NetworkSettings
@@ -51,6 +52,9 @@ class Federation:
         #: Shared with the ingress exchanges: pulled and pushed copies are recognised alike.
         self.window = ingress_state(broker).window
         self.links: dict[str, Link] = {}
+        #: The window's keys, journaled (restored at every promotion; see .durable_window).
+        self.window_journal = WindowJournal(store.settings) if broker.store.durable else None
+        self._restored: dict[str, list[bytes]] = {}
         #: ``--network dynamic``: the routes to the groups discovery found (None: off).
         self.network = NetworkRoutes(self, network) if network is not None else None
         self._nursery: trio.Nursery | None = None
@@ -58,6 +62,8 @@ class Federation:
     async def run(self, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Start the links of the static and durable routes; serve until cancelled (fenced)."""
         await self.store.settings.durable()  # a newly generated broker id, before it is used
+        if self.window_journal is not None:
+            self._restored = self.window_journal.restore(self.window)
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
             for route in [*self.static, *self.store.load()]:
@@ -113,7 +119,11 @@ class Federation:
                 self._declare_push_queue(client, route)
             elif route.kind != "demand":  # a demand route moves into a queue, not an exchange
                 client.declare_exchange(route.exchange, passive=True)
-        link = self.links[route.id] = Link(route, self.broker, self.broker_id, self.window)
+        link = self.links[route.id] = Link(
+            route, self.broker, self.broker_id, self.window, self.window_journal
+        )
+        for key in self._restored.pop(route.id, ()):  # in doubt when the last master died
+            link.in_doubt.stored(key)
         assert self._nursery is not None
         self._nursery.start_soon(link.run)
         return link
