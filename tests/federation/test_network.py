@@ -7,6 +7,7 @@ that works without privileges), pika publishers and consumers; assertions on wha
 from __future__ import annotations
 
 import time
+from collections import Counter
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
@@ -24,6 +25,8 @@ from support.federation import (
 )
 from support.multicast import LOOPBACK, free_udp_port
 from support.sharedfs import SharedFSGroup
+
+from .test_faults import Publisher
 
 INTERVAL = "0.3"
 
@@ -136,5 +139,36 @@ def test_links_follow_a_groups_master_across_failover(tmp_path: Path, start_brok
         assert [m[1] for m in collect(b, "b-all", 1, timeout=30)] == [b"after"]
         time.sleep(0.5)
         assert depth(b, "b-all") == 0, "no duplicate of 'before'"
+    finally:
+        group.stop()
+
+
+def test_a_destination_groups_failover_delivers_each_message_once(
+    tmp_path: Path, start_brokers, network
+):
+    """kill -9 of the master of the group that pulls, mid-stream: its successor has the
+    journaled window (the shared store), so what SRC sends again is not taken twice."""
+    (tmp_path / "g1").mkdir()
+    group = SharedFSGroup(tmp_path / "g1", size=2, lease=1.0, group="g1", extra=network)
+    try:
+        first = group.start()
+        src = start_brokers(["S"], *network, "--bdb-sync", "commit")["S"]
+        bind_queue(first, "sink", "amq.topic", "f.#")
+        wait_until(partial(bound_on, src, "federation.", "f.#"), what="g1's binding on S")
+        confirmed: set[bytes] = set()
+        publisher = Publisher(src, "m", confirmed)
+        publisher.start()
+        publisher.started_publishing.wait(30)
+        wait_until(lambda: len(confirmed) > 300, what="a stream under way")
+        first.kill()
+        second = group.brokers[1]
+        second.wait_event("broker_active", timeout=30)
+        wait_until(lambda: len(confirmed) > 600, what="the stream goes on")
+        publisher.stop.set()
+        publisher.join(30)
+        got = collect_all(second, "sink", confirmed, timeout=90)
+        copies = {body: n for body, n in Counter(got).items() if n > 1}
+        assert not copies, f"{len(copies)} delivered twice of {len(confirmed)}"
+        assert set(got) >= confirmed
     finally:
         group.stop()
