@@ -83,13 +83,28 @@ def test_three_groups_link_every_way_and_a_vanished_group_is_dropped(start_broke
     # Dynamic routes: a binding on B pulls matching messages from A and C, nothing else.
     bind_queue(b, "b-sports", "amq.topic", "sports.#")
     for source in (a, c):
-        wait_until(partial(bound_on, source, "federation.B.", "sports.#"), what="B's demand")
+        wait_until(partial(bound_on, source, "federation.network.", "sports.#"), what="B's demand")
     publish(a, "amq.topic", [("sports.a", f"a{i}".encode()) for i in range(20)])
     publish(c, "amq.topic", [("sports.c", f"c{i}".encode()) for i in range(20)])
     publish(a, "amq.topic", [("news.a", b"not for B")])
     wanted = {f"a{i}".encode() for i in range(20)} | {f"c{i}".encode() for i in range(20)}
     got = collect_all(b, "b-sports", wanted)
     assert sorted(got) == sorted(wanted), "each message exactly once"
+
+    # A key bound in two groups: each gets A's messages once, straight from A, and nothing is
+    # sent on from B to C or back (the local-only exchange keeps forwarded messages home).
+    bind_queue(b, "b-news", "amq.topic", "news.#")
+    bind_queue(c, "c-news", "amq.topic", "news.#")
+    for source in (a, c):
+        wait_until(partial(bound_on, source, "federation.network.", "news.#"), what="B's news")
+    for source in (a, b):
+        wait_until(partial(bound_on, source, "federation.network.", "news.#"), what="C's news")
+    news = {f"n{i}".encode() for i in range(30)}
+    publish(a, "amq.topic", [("news.x", body) for body in sorted(news)])
+    assert sorted(collect_all(b, "b-news", news)) == sorted(news)
+    assert sorted(collect_all(c, "c-news", news)) == sorted(news)
+    for broker in (b, c):
+        assert all(link["hop_limited"] == 0 for link in network_links(broker).values())
 
     # Demand queue: messages wait on A until C has a consumer of 'work'.
     publish(a, "", [("work", f"w{i}".encode()) for i in range(10)])
@@ -125,7 +140,7 @@ def test_links_follow_a_groups_master_across_failover(tmp_path: Path, start_brok
         b = start_brokers(["B"], *network)["B"]
         wait_until(lambda: links_up(b, {("g1", "amq.topic"), ("g1", "work")}), what="B -> g1")
         bind_queue(b, "b-all", "amq.topic", "k")
-        wait_until(lambda: bound_on(first, "federation.B.", "k"), what="B's binding on g1")
+        wait_until(lambda: bound_on(first, "federation.network.", "k"), what="B's binding on g1")
         publish(first, "amq.topic", [("k", b"before")])
         assert [m[1] for m in collect(b, "b-all", 1)] == [b"before"]
 
@@ -134,7 +149,7 @@ def test_links_follow_a_groups_master_across_failover(tmp_path: Path, start_brok
         second.wait_event("broker_active", timeout=30)
         b.wait_event("federation_network_route_retargeted", timeout=30)
         # The binding came with the store (durable queue, bound by B's link): no re-sync needed.
-        assert bound_on(second, "federation.B.", "k")
+        assert bound_on(second, "federation.network.", "k")
         publish(second, "amq.topic", [("k", b"after")])
         assert [m[1] for m in collect(b, "b-all", 1, timeout=30)] == [b"after"]
         time.sleep(0.5)
@@ -154,7 +169,7 @@ def test_a_destination_groups_failover_delivers_each_message_once(
         first = group.start()
         src = start_brokers(["S"], *network, "--bdb-sync", "commit")["S"]
         bind_queue(first, "sink", "amq.topic", "f.#")
-        wait_until(partial(bound_on, src, "federation.", "f.#"), what="g1's binding on S")
+        wait_until(partial(bound_on, src, "federation.network.", "f.#"), what="g1's binding on S")
         confirmed: set[bytes] = set()
         publisher = Publisher(src, "m", confirmed)
         publisher.start()
