@@ -13,6 +13,7 @@ from functools import partial
 from pathlib import Path
 
 import pytest
+from support.broker_process import broker_process
 from support.federation import (
     bind_queue,
     collect,
@@ -187,3 +188,33 @@ def test_a_destination_groups_failover_delivers_each_message_once(
         assert set(got) >= confirmed
     finally:
         group.stop()
+
+
+def test_a_network_exchange_declared_later_gets_its_routes(start_brokers, network):
+    brokers = start_brokers(["A", "B"], *network, "--network-exchange", "orders")
+    a, b = brokers["A"], brokers["B"]
+    event = a.wait_event("federation_network_route_not_started", group="B", timeout=30)
+    assert "orders" in event["error"]  # no such exchange here yet: said, and tried again
+    for broker in (a, b):
+        with connect(broker) as connection:
+            connection.channel().exchange_declare("orders", "topic", durable=True)
+    for broker, other in ((a, "B"), (b, "A")):
+        wait_until(partial(links_up, broker, {(other, "orders"), (other, "work")}), what="orders")
+    bind_queue(b, "b-orders", "orders", "eu.#")
+    wait_until(partial(bound_on, a, "federation.network.", "eu.#"), what="B's binding on A")
+    publish(a, "orders", [("eu.fr", b"o1")])
+    assert [m[1] for m in collect(b, "b-orders", 1)] == [b"o1"]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("--network", "static"), "--network must be 'dynamic'"),
+        (("--network", "dynamic", "--network-queue", ""), "is not a name"),
+    ],
+)
+def test_bad_network_flags_stop_the_broker_with_their_reason(tmp_path: Path, args, message):
+    broker = broker_process(tmp_path, *args)
+    with pytest.raises(RuntimeError, match="broker exited") as failure:
+        broker.start(timeout=30)
+    assert message in str(failure.value)

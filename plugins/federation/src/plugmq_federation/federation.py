@@ -28,6 +28,8 @@ from plugmq_federation.routes import Route
 log = structlog.get_logger("plugmq.federation")
 
 STASH_KEY = "federation"
+#: Seconds between two attempts to start network routes that could not start.
+NETWORK_RETRY = 5.0
 
 
 class FederationError(Exception):
@@ -74,7 +76,10 @@ class Federation:
             task_status.started()
             log.info("federation_started", broker_id=self.broker_id, routes=len(self.links))
             self.network_changed()  # the groups found before this service started
-            await trio.sleep_forever()
+            while True:  # network routes that could not start (an exchange declared later)
+                await trio.sleep(NETWORK_RETRY)
+                if self.network is not None and self.network.unstarted:
+                    self.network_changed()
 
     # -- the network of groups (``--network dynamic``) ---------------------------------------
 
