@@ -22,6 +22,7 @@ from support.federation import (
     depth,
     manage,
     plugmq_json,
+    plugmq_ok,
     publish,
 )
 from support.multicast import LOOPBACK, free_udp_port
@@ -127,6 +128,12 @@ def test_three_groups_link_every_way_and_a_vanished_group_is_dropped(start_broke
     assert {g["group"] for g in graph["groups"]} == {"A", "B", "C"}
     pairs = {(e["source"], e["destination"]) for e in graph["routes"] if e["kind"] == "dynamic"}
     assert pairs == {(s, d) for s in "ABC" for d in "ABC" if s != d}
+    drawn = plugmq_ok("route", "map", b.url)
+    assert "Groups: 3" in drawn and f"A: master amqp://127.0.0.1:{a.port}/ (epoch 1" in drawn
+    assert "dynamic" in drawn and "demand queue work" in drawn
+    rows = {row["group"]: row for row in plugmq_json("stat", "ha", "--broker", c.url)}
+    assert set(rows) == {"A", "B", "C"} and rows["C"]["role"] == "master"
+    assert rows["A"]["listening"] == [f"amqp://127.0.0.1:{a.port}/"]
 
     c.kill()
     a.wait_event("federation_network_route_stopped", group="C", timeout=20)

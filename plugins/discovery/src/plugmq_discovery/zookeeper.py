@@ -22,6 +22,7 @@ import functools
 import json
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import quote
 
 import structlog
 import trio
@@ -117,7 +118,8 @@ class ZooKeeperDiscovery:
             log.warning("discovery_zk_node_lost", node=self.node)
             self.node = None
         if self.node is None:
-            prefix = f"{self.settings.zk_path}/{self.announce().group}-"
+            # The name only has to be unique and readable: the group is read from the data.
+            prefix = f"{self.settings.zk_path}/{quote(self.announce().group, safe='')}-"
             self.node = await _in_thread(client.create, prefix, data, ephemeral=True, sequence=True)
             self._written = data
             log.info("discovery_zk_registered", node=self.node)
