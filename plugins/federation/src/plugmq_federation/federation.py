@@ -127,7 +127,9 @@ class Federation:
         link = self.links[route.id] = Link(
             route, self.broker, self.broker_id, self.window, self.window_journal
         )
-        for key in self._restored.pop(route.id, ()):  # in doubt when the last master died
+        # In doubt when the last master died: at most its last ack window (older keys there
+        # would only make a legitimate identical message look like a resend).
+        for key in self._restored.pop(route.id, [])[-2 * route.ack :]:
             link.in_doubt.stored(key)
         assert self._nursery is not None
         self._nursery.start_soon(link.run)
