@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from functools import partial
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import structlog
 import trio
@@ -27,10 +27,14 @@ from plugmq.client import ChannelClosed, ClientChannel, ClientConnection, Consum
 from plugmq.inbroker import Delivery, InBrokerClient
 from plugmq_federation.bindings import BOUND_FROM, Demand, registry_of, remote_bindings
 from plugmq_federation.demand import LINK_TAG, consumers_of
+from plugmq_federation.egress import TYPE_NAME as LOCAL_ONLY
+from plugmq_federation.egress import local_only_name
 from plugmq_federation.hops import Forward, Verdict, hop
 from plugmq_federation.ingress import RESENT_ARGUMENT, ROUTE_ARGUMENT, TYPE_NAME, ingress_name
+from plugmq_federation.persistence import NAMESPACE, load_bindings, save_bindings
 
 if TYPE_CHECKING:
+    from plugmq.settings import PluginSettings
     from plugmq_federation.link import Link
 
 log = structlog.get_logger("plugmq.federation")
@@ -114,12 +118,21 @@ async def run_dynamic(link: Link, connection: ClientConnection, local: InBrokerC
     route = link.route
     channel = await connection.open_channel()
     queue = pull_queue_name(link.local_id, route.id)
+    settings = link.broker.settings(NAMESPACE) if route.group else None
     if link.remote_bindings is None:
-        # First session of this link (a new route, or this broker restarted): the bindings a
-        # previous life made are unknown, so start from an empty queue of our own.
-        await channel.queue_delete(queue)
-        link.remote_bindings = set()
+        if settings is not None:
+            # A network route: the queue holds messages for this group (they waited while it
+            # was down or failing over); what an earlier master bound is in the settings.
+            link.remote_bindings = load_bindings(settings, route.id)
+        else:
+            # First session of this link (a new route, or this broker restarted): the bindings
+            # a previous life made are unknown, so start from an empty queue of our own.
+            await channel.queue_delete(queue)
+            link.remote_bindings = set()
     await channel.queue_declare(queue, durable=route.durable)
+    target = None
+    if route.group:
+        target = await _declare_local_only(link, connection, queue)
     registry = registry_of(link.broker)
     signal = Signal()
     registry.listen(route.vhost, route.exchange, signal.fire)
@@ -133,7 +146,7 @@ async def run_dynamic(link: Link, connection: ClientConnection, local: InBrokerC
 
             while True:
                 synced = registry.demand(route.vhost, route.exchange)
-                await _sync_bindings(link, channel, queue, synced)
+                await _sync_bindings(link, channel, queue, synced, settings, target)
                 await signal.until(stale)
     finally:
         registry.unlisten(route.vhost, route.exchange, signal.fire)
@@ -143,7 +156,10 @@ async def run_demand(link: Link, connection: ClientConnection, local: InBrokerCl
     """Move SRC's queue into the local queue of the same name while it has consumers here."""
     route = link.route
     channel = await connection.open_channel()
-    await channel.queue_declare(route.queue, passive=True)
+    if route.group:
+        await _declare_network_queue(connection, channel, route.queue)
+    else:
+        await channel.queue_declare(route.queue, passive=True)
     _ensure_local_queue(local, route.queue, route.durable)
     counts = consumers_of(link.broker)
     signal = Signal()
@@ -162,6 +178,18 @@ async def run_demand(link: Link, connection: ClientConnection, local: InBrokerCl
         counts.unlisten(route.vhost, route.queue, signal.fire)
 
 
+async def _declare_network_queue(
+    connection: ClientConnection, channel: ClientChannel, queue: str
+) -> None:
+    """A ``--network-queue`` exists in every group: declare it durable where it is missing
+    (a passive declare's 404 closes its channel, so it gets one of its own)."""
+    try:
+        async with connection.channel() as probe:
+            await probe.queue_declare(queue, passive=True)
+    except ChannelClosed:
+        await channel.queue_declare(queue, durable=True)
+
+
 def _ensure_local_queue(local: InBrokerClient, queue: str, durable: bool) -> None:
     try:
         local.declare_queue(queue, passive=True)
@@ -170,19 +198,54 @@ def _ensure_local_queue(local: InBrokerClient, queue: str, durable: bool) -> Non
 
 
 async def _sync_bindings(
-    link: Link, channel: ClientChannel, queue: str, demand: set[Demand]
+    link: Link,
+    channel: ClientChannel,
+    queue: str,
+    demand: set[Demand],
+    settings: PluginSettings | None = None,
+    target: str | None = None,
 ) -> None:
-    """Bind and unbind the remote queue so its bindings are what ``demand`` asks for."""
+    """Bind and unbind the remote queue (or its local-only exchange ``target``) so its
+    bindings are what ``demand`` asks for (network routes keep what they bound in
+    ``settings``: written ahead of each bind)."""
     route = link.route
     wanted = remote_bindings(demand, link.local_id, link.remote_id, route.max_hops)
     made = link.remote_bindings
     assert made is not None
+    if settings is not None and wanted - made:
+        await save_bindings(settings, route.id, made | wanted, wait=True)
     for key, path in sorted(made - wanted):
-        await channel.queue_unbind(queue, route.exchange, key, {BOUND_FROM: path})
+        if target is None:
+            await channel.queue_unbind(queue, route.exchange, key, {BOUND_FROM: path})
+        else:
+            await channel.exchange_unbind(target, route.exchange, key, {BOUND_FROM: path})
         made.discard((key, path))
     for key, path in sorted(wanted - made):
-        await channel.queue_bind(queue, route.exchange, key, {BOUND_FROM: path})
+        if target is None:
+            await channel.queue_bind(queue, route.exchange, key, {BOUND_FROM: path})
+        else:
+            await channel.exchange_bind(target, route.exchange, key, {BOUND_FROM: path})
         made.add((key, path))
+    if settings is not None:
+        await save_bindings(settings, route.id, made, wait=False)
+
+
+async def _declare_local_only(link: Link, connection: ClientConnection, queue: str) -> str | None:
+    """Declare the network route's local-only exchange on the source and bind the queue to
+    it (:mod:`.egress`); None when the source does not know the type (no federation plugin)."""
+    name = local_only_name(link.route.id)
+    try:
+        async with connection.channel() as probe:
+            await probe.exchange_declare(name, LOCAL_ONLY, durable=True)
+            await probe.queue_bind(queue, name, "")
+    except ChannelClosed as error:
+        log.warning(
+            "federation_network_without_local_only",
+            route=link.route.id,
+            reason=f"{error.reply_code} {error.reply_text}",
+        )
+        return None
+    return name
 
 
 async def _pull(
@@ -243,29 +306,69 @@ async def _forward_pulled(
     pending: Pending,
 ) -> None:
     """The pull loop: each remote message is checked (loop, hops, duplicate) and published
-    here; ``settled`` hands its remote settlement to the acking task."""
+    here; ``settled`` hands its remote settlement to the acking task.
+
+    Messages already received are taken as one burst, published together, and their keys
+    journaled as one record (:func:`_publish_burst`).
+    """
     route = link.route
     sender, receiver = link.remote_id_bytes, link.local_id_bytes
     window, in_doubt = link.window, link.in_doubt
-    async for message in consumer:
-        pending.taken(message.delivery_tag)
-        result = hop(
-            message.header_payload,
-            message.body,
-            sender,
-            receiver,
-            route.max_hops,
-            window,
-            in_doubt,
-            message.redelivered,
-        )
-        if result.__class__ is not Forward:
-            link.dropped(result)  # type: ignore[arg-type]
-            settled((message.delivery_tag, True))
-            continue
-        if local.blocked:
-            await local.wait_unblocked()
-        _publish_local(link, local, message, result, settled)
+    burst: list[tuple[Any, Forward]] = []
+    try:
+        async for message in consumer:
+            pending.taken(message.delivery_tag)
+            result = hop(
+                message.header_payload,
+                message.body,
+                sender,
+                receiver,
+                route.max_hops,
+                window,
+                in_doubt,
+                message.redelivered,
+            )
+            if result.__class__ is not Forward:
+                link.dropped(result)  # type: ignore[arg-type]
+                settled((message.delivery_tag, True))
+            else:
+                burst.append((message, result))  # type: ignore[arg-type]
+            if (consumer.buffered and len(burst) < route.ack) or not burst:
+                continue  # more is here already: one journal record for the whole burst
+            if local.blocked:
+                await local.wait_unblocked()
+            _publish_burst(link, local, burst, settled)
+    finally:
+        for _, forward in burst:  # admitted, never published: their resends must get in
+            window.forget(forward.key, forward.route)  # type: ignore[arg-type]
+
+
+def _publish_burst(
+    link: Link,
+    local: InBrokerClient,
+    burst: list[tuple[Any, Forward]],
+    settled: Callable[[tuple[int, bool]], None],
+) -> None:
+    """Publish a burst here, then journal the keys of its persistent messages as one record
+    right behind them (:mod:`.durable_window`), in the same store batch in the normal case.
+    Takes the published messages off ``burst``; what is left was never published.
+
+    Behind, not ahead: across a batch boundary a store (or a new master, which has a prefix of
+    the journal) could then hold a message without its key (its resend would be a copy), never
+    a key without its message (its resend would be dropped: a loss).
+    """
+    route, journal = link.route, link.journal
+    done = 0
+    try:
+        for message, forward in burst:
+            _publish_local(link, local, message, forward, settled)
+            done += 1
+    finally:
+        if journal is not None and done:  # transient messages do not outlive this broker
+            journal.write(
+                [(route.id, f.key, f.route, f.counted) for _, f in burst[:done] if f.persistent]  # type: ignore[misc]
+            )
+        del burst[:done]
 
 
 def _publish_local(
@@ -276,17 +379,13 @@ def _publish_local(
     route = link.route
     # A demand route moves a queue into its namesake here, whatever key it was sent with.
     key = route.queue if route.kind == "demand" else message.routing_key  # type: ignore[attr-defined]
-    try:
-        local.publish(
-            route.exchange,
-            key,
-            message.body,  # type: ignore[attr-defined]
-            header=forward.header,
-            on_durable=partial(_stored, link, tag, forward, settled),
-        )
-    except BaseException:
-        link.window.forget(forward.key, forward.route)  # type: ignore[arg-type]  # not taken
-        raise
+    local.publish(  # if it raises, _forward_pulled forgets the key (it is still in the burst)
+        route.exchange,
+        key,
+        message.body,  # type: ignore[attr-defined]
+        header=forward.header,
+        on_durable=partial(_stored, link, tag, forward, settled),
+    )
 
 
 def _stored(

@@ -14,17 +14,22 @@ import structlog
 import trio
 
 from plugmq.amqp.errors import AMQPError
+from plugmq.api import network_view
 from plugmq.client import AMQPClientError, ConnectionClosed, ConnectionFailed, connect
 from plugmq.inbroker import InBrokerClient, open_internal_client
 from plugmq_federation.bridges import push_queue_name
+from plugmq_federation.durable_window import WindowJournal
 from plugmq_federation.ingress import ingress_name, ingress_state
 from plugmq_federation.link import CONNECT_TIMEOUT, Link
+from plugmq_federation.network import NetworkRoutes, NetworkSettings
 from plugmq_federation.persistence import RouteStore
 from plugmq_federation.routes import Route
 
 log = structlog.get_logger("plugmq.federation")
 
 STASH_KEY = "federation"
+#: Seconds between two attempts to start network routes that could not start.
+NETWORK_RETRY = 5.0
 
 
 class FederationError(Exception):
@@ -34,7 +39,14 @@ class FederationError(Exception):
 class Federation:
     """Routes and links of one broker."""
 
-    def __init__(self, broker: Any, broker_id: str, store: RouteStore, static: list[Route]) -> None:
+    def __init__(
+        self,
+        broker: Any,
+        broker_id: str,
+        store: RouteStore,
+        static: list[Route],
+        network: NetworkSettings | None = None,
+    ) -> None:
         self.broker = broker
         self.broker_id = broker_id
         self.store = store
@@ -42,11 +54,18 @@ class Federation:
         #: Shared with the ingress exchanges: pulled and pushed copies are recognised alike.
         self.window = ingress_state(broker).window
         self.links: dict[str, Link] = {}
+        #: The window's keys, journaled (restored at every promotion; see .durable_window).
+        self.window_journal = WindowJournal(store.settings) if broker.store.durable else None
+        self._restored: dict[str, list[bytes]] = {}
+        #: ``--network dynamic``: the routes to the groups discovery found (None: off).
+        self.network = NetworkRoutes(self, network) if network is not None else None
         self._nursery: trio.Nursery | None = None
 
     async def run(self, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Start the links of the static and durable routes; serve until cancelled (fenced)."""
         await self.store.settings.durable()  # a newly generated broker id, before it is used
+        if self.window_journal is not None:
+            self._restored = self.window_journal.restore(self.window)
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
             for route in [*self.static, *self.store.load()]:
@@ -56,7 +75,44 @@ class Federation:
                     log.error("federation_route_not_started", route=route.id, error=str(error))
             task_status.started()
             log.info("federation_started", broker_id=self.broker_id, routes=len(self.links))
-            await trio.sleep_forever()
+            self.network_changed()  # the groups found before this service started
+            while True:  # network routes that could not start (an exchange declared later)
+                await trio.sleep(NETWORK_RETRY)
+                if self.network is not None and self.network.unstarted:
+                    self.network_changed()
+
+    # -- the network of groups (``--network dynamic``) ---------------------------------------
+
+    def network_changed(self) -> None:
+        """Make the network routes what the broker's network view asks for (from the hook)."""
+        view = network_view(self.broker)
+        if self.network is None or self._nursery is None:
+            return  # off, or not started yet: run() applies the view once it is
+        self.network.apply(view.peers if view is not None else {})
+
+    def start_network(self, route: Route) -> str | None:
+        """Start a network route's link; the reason when it cannot start."""
+        try:
+            self._start(route)
+        except (FederationError, AMQPError) as error:
+            return str(error)
+        return None
+
+    def stop_link(self, route_id: str) -> None:
+        """Stop a network route's link, leaving its queues (their messages wait for the group
+        to come back)."""
+        link = self.links.pop(route_id, None)
+        if link is not None:
+            link.cancel_scope.cancel()
+
+    def retarget(self, route: Route, wake: bool) -> None:
+        """A group's URL list changed: its link dials the new list from its next attempt
+        (at once with ``wake``, when the group has a new master)."""
+        link = self.links.get(route.id)
+        if link is not None:
+            link.route = route
+            if wake:
+                link.wake()
 
     # -- routes --------------------------------------------------------------------------------
 
@@ -68,7 +124,13 @@ class Federation:
                 self._declare_push_queue(client, route)
             elif route.kind != "demand":  # a demand route moves into a queue, not an exchange
                 client.declare_exchange(route.exchange, passive=True)
-        link = self.links[route.id] = Link(route, self.broker, self.broker_id, self.window)
+        link = self.links[route.id] = Link(
+            route, self.broker, self.broker_id, self.window, self.window_journal
+        )
+        # In doubt when the last master died: at most its last ack window (older keys there
+        # would only make a legitimate identical message look like a resend).
+        for key in self._restored.pop(route.id, [])[-2 * route.ack :]:
+            link.in_doubt.stored(key)
         assert self._nursery is not None
         self._nursery.start_soon(link.run)
         return link
@@ -145,12 +207,15 @@ class Federation:
     # -- reports -------------------------------------------------------------------------------
 
     def list_routes(self) -> dict[str, Any]:
-        """This broker's id and routes (``route list``, ``route map``)."""
+        """This broker's id and routes (``route list``, ``route map``); with discovery, the
+        groups it knows of (``network``)."""
+        view = network_view(self.broker)
         return {
             "broker_id": self.broker_id,
             "routes": [
                 link.route.describe() | {"peer": link.remote_id} for link in self.links.values()
             ],
+            "network": view.describe() if view is not None else None,
         }
 
     def list_links(self) -> list[dict[str, Any]]:

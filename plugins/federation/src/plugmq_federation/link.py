@@ -37,6 +37,7 @@ from plugmq_federation.hops import Verdict
 
 if TYPE_CHECKING:
     from plugmq_federation.dedup import DuplicateWindow
+    from plugmq_federation.durable_window import WindowJournal
     from plugmq_federation.routes import Route
 
 log = structlog.get_logger("plugmq.federation")
@@ -71,12 +72,21 @@ class LinkError(Exception):
 class Link:
     """The link of one route: reconnects with backoff and counts what it forwards."""
 
-    def __init__(self, route: Route, broker: Any, local_id: str, window: DuplicateWindow) -> None:
+    def __init__(
+        self,
+        route: Route,
+        broker: Any,
+        local_id: str,
+        window: DuplicateWindow,
+        journal: WindowJournal | None = None,
+    ) -> None:
         self.route = route
         self.broker = broker
         self.local_id = local_id
         self.local_id_bytes = local_id.encode()
         self.window = window
+        #: Journals the keys this link admits (the window survives failover), if any.
+        self.journal = journal
         #: Keys of messages stored lately, whose acks the remote may not have had.
         self.in_doubt = InDoubt(max(4 * route.ack, IN_DOUBT_MIN))
         self.remote_id = ""
@@ -102,6 +112,8 @@ class Link:
         #: Set once the first attempt succeeded or failed (``route add`` reports it).
         self.first_outcome = trio.Event()
         self.cancel_scope = trio.CancelScope()
+        #: Set to cut a wait between two attempts short (a group announced a new master).
+        self._wake = trio.Event()
 
     # -- running -------------------------------------------------------------------------------
 
@@ -128,8 +140,13 @@ class Link:
                     self._down(f"{type(error).__name__}: {error}")
                 if time.monotonic() - started > MAX_DELAY:
                     delay = FIRST_DELAY  # it was up a while: this is a new failure
-                await trio.sleep(delay)
-                delay = min(delay * 2, MAX_DELAY)
+                with trio.move_on_after(delay):
+                    await self._wake.wait()
+                if self._wake.is_set():
+                    self._wake = trio.Event()
+                    delay = FIRST_DELAY  # somewhere new to go: no reason to back off
+                else:
+                    delay = min(delay * 2, MAX_DELAY)
 
     async def _session(self) -> None:
         route = self.route
@@ -195,6 +212,10 @@ class Link:
             return open_internal_client(self.broker, self.route.vhost)
         except AMQPError as error:  # NoSuchVHost (403): reported, retried
             raise LinkError(f"local vhost '{self.route.vhost}': {error}") from error
+
+    def wake(self) -> None:
+        """Try again now if waiting between attempts (the remote group has a new master)."""
+        self._wake.set()
 
     # -- state ---------------------------------------------------------------------------------
 
