@@ -1,0 +1,204 @@
+"""The production topology of issue 14, as real processes: a 3-server ZooKeeper ensemble and
+9 brokers in 3 ``--ha zookeeper`` groups (brokerName1..3) whose masters form a network.
+
+Each group is an :class:`~support.zk_group.HAGroup` on its own ``--zk-path
+/plugmq/groups/<group>`` of the one ensemble; every member gets a loopback port of its own up
+front and keeps it across restarts, so a group's URL list (what discovery announces and what
+links and clients fail over through) never changes, as in an operator's configuration.
+Members of a group share ``--ha-group`` and ``--broker-id`` (the group's name): to the network a
+group is one broker, whichever member is its master.
+
+Readiness and mastership come from the brokers' own log events (never a sleep); kill -9 hits
+the broker process itself. Everything :meth:`Topology.start` starts, :meth:`Topology.stop`
+stops. The end-to-end test, the benchmark and ``examples/topology.py`` all use this class.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pika
+
+from support.broker_process import BrokerProcess
+from support.failover_group import _free_ports
+from support.federation import plugmq_ok
+from support.zk_group import HAGroup
+from support.zookeeper import ZooKeeperEnsemble
+
+GROUP_NAMES = ("brokerName1", "brokerName2", "brokerName3")
+ZK_ROOT = "/plugmq/groups"
+
+#: Discovery through the ensemble, and the network of masters (issue 14's interface).
+ZK_NETWORK = ("--discovery", "zookeeper", "--network", "dynamic")
+
+
+def network_available() -> bool:
+    """Whether the discovery plugin (and so ``--discovery``/``--network``) is installed."""
+    return importlib.util.find_spec("plugmq_discovery") is not None
+
+
+@dataclass
+class TopologyGroup:
+    """One HA group of the topology: its name, its members, and who is master."""
+
+    name: str
+    members: HAGroup
+    #: Index of the member last seen promoted (None before the first election).
+    master_index: int | None = None
+
+    @property
+    def brokers(self) -> list[BrokerProcess]:
+        """The group's broker processes, in member order."""
+        return self.members.brokers
+
+    @property
+    def urls(self) -> list[str]:
+        """Every member's ``amqp://guest:guest@127.0.0.1:PORT/`` (the group's failover list)."""
+        return [broker.url for broker in self.brokers]
+
+    def parameters(self) -> list[pika.ConnectionParameters]:
+        """pika's failover list over the members (a replica refuses; pika tries the next)."""
+        options = {"connection_attempts": 1, "socket_timeout": 2, "blocked_connection_timeout": 10}
+        return [pika.ConnectionParameters("127.0.0.1", b.port, **options) for b in self.brokers]
+
+    @property
+    def master(self) -> BrokerProcess:
+        """The broker last seen promoted (call :meth:`wait_master` first)."""
+        assert self.master_index is not None, "no master seen yet: wait_master() first"
+        return self.brokers[self.master_index]
+
+    def wait_master(self, timeout: float = 90.0) -> BrokerProcess:
+        """Wait until a live member logs ``ha_zk.promoted`` (in its current life)."""
+        alive = tuple(i for i, broker in enumerate(self.brokers) if broker.alive)
+        self.master_index = self.members.master(timeout=timeout, among=alive)
+        return self.master
+
+    def start(self, *indexes: int) -> None:
+        """Start these members (all by default) at once, each until it listens."""
+        chosen = indexes or tuple(range(len(self.brokers)))
+        with ThreadPoolExecutor(max_workers=len(chosen)) as pool:
+            list(pool.map(self.members.start, chosen))
+
+    def kill_master(self) -> tuple[BrokerProcess, float]:
+        """kill -9 the master process; return it and the ``time.monotonic()`` of the kill."""
+        dead = self.master
+        dead.kill()
+        killed_at = time.monotonic()
+        self.master_index = None
+        return dead, killed_at
+
+    def kill_all(self) -> None:
+        """kill -9 every member (the whole group down)."""
+        for broker in self.brokers:
+            broker.kill()
+        self.master_index = None
+
+    def restart_dead(self) -> None:
+        """Start every member that is not running, on its old port and data directory."""
+        dead = tuple(i for i, broker in enumerate(self.brokers) if not broker.alive)
+        if dead:
+            self.start(*dead)
+
+
+@dataclass
+class Topology:
+    """The ensemble and the groups. ``network_args`` are given to every broker (discovery and
+    ``--network dynamic`` by default, when installed); ``extra`` too (store tuning, say)."""
+
+    directory: Path
+    group_names: tuple[str, ...] = GROUP_NAMES
+    network_args: tuple[str, ...] | None = None
+    extra: tuple[str, ...] = ()
+    zookeeper: ZooKeeperEnsemble = field(init=False)
+    groups: dict[str, TopologyGroup] = field(init=False, default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.network_args is None:
+            self.network_args = ZK_NETWORK if network_available() else ()
+        self.zookeeper = ZooKeeperEnsemble(self.directory / "zookeeper", size=3)
+        ports = _broker_ports(3 * len(self.group_names), self.zookeeper)
+        for number, name in enumerate(self.group_names):
+            self.groups[name] = self._group(name, ports[3 * number : 3 * number + 3])
+
+    def _group(self, name: str, ports: list[int]) -> TopologyGroup:
+        members = HAGroup(
+            self.directory / name,
+            self.zookeeper.hosts,
+            f"{ZK_ROOT}/{name}",
+            size=3,
+            extra=("--ha-group", name, "--broker-id", name, *self.network_args, *self.extra),
+        )
+        (self.directory / name).mkdir(parents=True, exist_ok=True)
+        replication = [_flag(broker, "--replication-address") for broker in members.brokers]
+        for broker, port, mine in zip(members.brokers, ports, replication, strict=True):
+            # The broker takes the last --port given (BrokerProcess passes --port 0 first).
+            broker.port = port
+            broker.args += ["--port", str(port), "--ha-advertise-url", f"amqp://127.0.0.1:{port}/"]
+            # Every peer named up front, as an operator would: a member that registers in
+            # ZooKeeper first otherwise knows no peer and, if not elected, can never join.
+            for peer in replication:
+                if peer != mine:
+                    broker.args += ["--replication-peer", peer]
+        return TopologyGroup(name, members)
+
+    @property
+    def brokers(self) -> list[BrokerProcess]:
+        """All broker processes, group by group."""
+        return [broker for group in self.groups.values() for broker in group.brokers]
+
+    def start(self) -> Topology:
+        """Start the ensemble, then every broker at once; wait until each group has a master."""
+        self.zookeeper.start()
+        with ThreadPoolExecutor(max_workers=len(self.groups)) as pool:
+            list(pool.map(TopologyGroup.start, self.groups.values()))
+        self.wait_masters()
+        return self
+
+    def wait_masters(self, timeout: float = 90.0) -> dict[str, BrokerProcess]:
+        """Each group's master, once every group has one."""
+        return {name: group.wait_master(timeout) for name, group in self.groups.items()}
+
+    def link_statically(self, exchange: str = "amq.topic") -> None:
+        """Without discovery: what ``--network dynamic`` automates, as durable dynamic routes
+        between every pair of groups, each peer named by its group's URL list."""
+        for dest_name, dest in self.groups.items():
+            for src_name, src in self.groups.items():
+                if src_name != dest_name:
+                    peer = ",".join(src.urls)
+                    route = ("route", "dynamic", "add", dest.master.url, peer, exchange)
+                    plugmq_ok(*route, "--durable")
+
+    def masters(self) -> dict[str, BrokerProcess]:
+        """The masters last seen (after :meth:`start` or :meth:`wait_masters`)."""
+        return {name: group.master for name, group in self.groups.items()}
+
+    def stop(self, grace: float = 0.0) -> None:
+        """Stop every broker, then the ensemble: SIGTERM and up to ``grace`` seconds for a
+        clean exit, all at once (0: kill -9 at once, as tests do: a clean stop is not under
+        test here)."""
+        with ThreadPoolExecutor(max_workers=len(self.brokers)) as pool:
+            if grace > 0:
+                list(pool.map(lambda broker: broker.stop(grace), self.brokers))
+            else:
+                list(pool.map(BrokerProcess.kill, self.brokers))
+        self.zookeeper.stop()
+
+
+def _broker_ports(count: int, zookeeper: ZooKeeperEnsemble) -> list[int]:
+    """``count`` distinct free loopback ports, none of those the ensemble was given."""
+    taken = {s.client_port for s in zookeeper.servers} | {
+        port for s in zookeeper.servers for port in s.peer_ports
+    }
+    while True:
+        ports = _free_ports(count)
+        if not taken & set(ports):
+            return ports
+
+
+def _flag(broker: BrokerProcess, name: str) -> str:
+    """The value of flag ``name`` in ``broker``'s arguments."""
+    return broker.args[broker.args.index(name) + 1]
