@@ -32,6 +32,15 @@ from plugmq.inbroker import (
 )
 from plugmq.journal import DurabilityGate
 from plugmq.management.commands import Command, CommandContext, CommandError
+from plugmq.network import (
+    AnnouncementError,
+    GroupAnnouncement,
+    NetworkView,
+    network_view,
+    publish_peers,
+    start_view,
+    stop_view,
+)
 from plugmq.settings import PluginSettings, SettingsError
 from plugmq.store import NotReplicated, Store, StoreError, records
 from plugmq.transport import Dialer, DirectStream, ListenerFactory
@@ -108,6 +117,7 @@ class BrokerAPI(Protocol):
 
 __all__ = [
     "Admin",
+    "AnnouncementError",
     "Binding",
     "BindingEvent",
     "BrokerAPI",
@@ -124,11 +134,13 @@ __all__ = [
     "DirectStream",
     "DurabilityGate",
     "Exchange",
+    "GroupAnnouncement",
     "HAStrategy",
     "InBrokerClient",
     "InBrokerConsumer",
     "ListenerFactory",
     "Mechanism",
+    "NetworkView",
     "NotReplicated",
     "OptionRegistry",
     "PluginSettings",
@@ -142,7 +154,11 @@ __all__ = [
     "StoreError",
     "Unroutable",
     "hookimpl",
+    "network_view",
     "open_client",
     "open_internal_client",
+    "publish_peers",
     "records",
+    "start_view",
+    "stop_view",
 ]

@@ -23,7 +23,7 @@ contract, in :mod:`plugmq.builtin`.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import pluggy
@@ -43,6 +43,7 @@ if TYPE_CHECKING:
     from plugmq.events import BindingEvent
     from plugmq.ha import HAStrategy, Role
     from plugmq.management.commands import Command
+    from plugmq.network import GroupAnnouncement
     from plugmq.store.base import Store
     from plugmq.transport import Dialer, ListenerFactory
 
@@ -257,6 +258,26 @@ def plugmq_broker_stopping(broker: Broker) -> None:
     are closed. Not called for a standby that shuts down.
 
     :param broker: the broker that stops serving.
+    """
+
+
+@hookspec
+def plugmq_network_changed(broker: Broker, peers: Mapping[str, GroupAnnouncement]) -> None:
+    """Called when the set of other HA groups this master knows of changed.
+
+    A discovery plugin (``plugmq-discovery``: ZooKeeper or multicast) calls it through
+    :func:`plugmq.network.publish_peers` on the master only, and only for a real change: a
+    group appeared, vanished (its announcements stopped, or its ZooKeeper node went), or changed
+    its master, epoch, HA mode or URL set. Never per message, never per repeated announcement.
+    Federation's ``--network dynamic`` keeps its routes to the groups here. The current set is
+    also in :func:`plugmq.network.network_view` (a service that starts later reads it there).
+    A raising implementation is logged (``plugin_event_failed``) and the other plugins are
+    still called.
+
+    :param broker: the master whose view changed.
+    :param peers: every other group by name (read-only), each a
+        :class:`plugmq.network.GroupAnnouncement` (``group``, ``broker_id``, ``master``,
+        ``urls``, ``epoch``, ``ha``); this broker's own group is not in it.
     """
 
 

@@ -73,8 +73,10 @@ VIEWS: dict[str, tuple[str, str, list[Column]]] = {
     "bindings": ("binding.list", "Bindings.", BINDING_COLUMNS),
     "ha": (
         "ha.status",
-        "HA role, epoch and what the HA mode adds (lock holder, lease, replicas).",
+        "HA role, epoch and what the HA mode adds (lock holder, lease, replicas); with "
+        "discovery, every other group found (its master and standbys).",
         [
+            ("group", "group"),
             ("role", "role"),
             ("epoch", "epoch"),
             ("mode", "mode"),

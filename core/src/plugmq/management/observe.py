@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from plugmq.management.commands import Command, CommandContext
+from plugmq.network import GroupAnnouncement, NetworkView, network_view
 
 if TYPE_CHECKING:
     from plugmq.broker.connection import Connection
@@ -93,18 +94,43 @@ def _consumer_info(consumer: Consumer) -> dict[str, Any]:
 
 
 def ha_status(context: CommandContext, arguments: dict[str, Any]) -> list[dict[str, Any]]:
-    """This broker's HA role and epoch, and what its strategy adds (holder, lease, replicas)."""
+    """This broker's HA role and epoch, and what its strategy adds (holder, lease, replicas);
+    then, where discovery runs, one row per other group it found (its master and standbys)."""
     broker = context.broker
     details = broker.ha.describe() if hasattr(broker.ha, "describe") else {}
-    return [
-        {
-            "role": broker.role.value,
-            "epoch": broker.epoch,
-            "mode": broker.ha.name,
-            "listening": list(broker.addresses),
-            "details": details,
-        }
-    ]
+    view = network_view(broker)
+    local = view.local if view is not None else None
+    row = {
+        "group": local.group if local is not None else broker.config.get("ha_group"),
+        "role": broker.role.value,
+        "epoch": broker.epoch,
+        "mode": broker.ha.name,
+        "listening": list(broker.addresses),
+        "details": details,
+    }
+    if local is not None:
+        row["details"] = details | {"group_urls": list(local.urls)}
+    return [row, *(_peer_row(peer, view.source) for peer in _peers(view))]
+
+
+def _peers(view: NetworkView | None) -> list[GroupAnnouncement]:
+    return [] if view is None else sorted(view.peers.values(), key=lambda peer: peer.group)
+
+
+def _peer_row(peer: GroupAnnouncement, source: str) -> dict[str, Any]:
+    """Another group as discovery knows it (its master's announcement)."""
+    return {
+        "group": peer.group,
+        "role": "master (discovered)",
+        "epoch": peer.epoch,
+        "mode": peer.ha,
+        "listening": [peer.master],
+        "details": {
+            "broker_id": peer.broker_id,
+            "standbys": list(peer.standbys),
+            "discovered_by": source,
+        },
+    }
 
 
 COMMANDS = [

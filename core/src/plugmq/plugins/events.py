@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from plugmq.broker.queue import Consumer, Queue
     from plugmq.broker.vhost import VHost
     from plugmq.ha import Role
+    from plugmq.network import GroupAnnouncement
 
 log = structlog.get_logger("plugmq.events")
 
@@ -48,6 +49,7 @@ EVENT_HOOKS = (
     "plugmq_binding_removed",
     "plugmq_consumer_added",
     "plugmq_consumer_removed",
+    "plugmq_network_changed",
 )
 
 
@@ -153,6 +155,12 @@ class Events:
         self._fire(
             "plugmq_consumer_removed", {"vhost": vhost, "queue": queue, "consumer": consumer}
         )
+
+    # -- the network of HA groups -------------------------------------------------------------
+
+    def network_changed(self, broker: Broker, peers: Mapping[str, GroupAnnouncement]) -> None:
+        """The other groups a master knows of changed (see :mod:`plugmq.network`)."""
+        self._fire("plugmq_network_changed", {"broker": broker, "peers": peers})
 
     # -- calling -------------------------------------------------------------------------------
 

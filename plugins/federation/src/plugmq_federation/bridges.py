@@ -29,8 +29,10 @@ from plugmq_federation.bindings import BOUND_FROM, Demand, registry_of, remote_b
 from plugmq_federation.demand import LINK_TAG, consumers_of
 from plugmq_federation.hops import Forward, Verdict, hop
 from plugmq_federation.ingress import RESENT_ARGUMENT, ROUTE_ARGUMENT, TYPE_NAME, ingress_name
+from plugmq_federation.persistence import NAMESPACE, load_bindings, save_bindings
 
 if TYPE_CHECKING:
+    from plugmq.settings import PluginSettings
     from plugmq_federation.link import Link
 
 log = structlog.get_logger("plugmq.federation")
@@ -114,11 +116,17 @@ async def run_dynamic(link: Link, connection: ClientConnection, local: InBrokerC
     route = link.route
     channel = await connection.open_channel()
     queue = pull_queue_name(link.local_id, route.id)
+    settings = link.broker.settings(NAMESPACE) if route.group else None
     if link.remote_bindings is None:
-        # First session of this link (a new route, or this broker restarted): the bindings a
-        # previous life made are unknown, so start from an empty queue of our own.
-        await channel.queue_delete(queue)
-        link.remote_bindings = set()
+        if settings is not None:
+            # A network route: the queue holds messages for this group (they waited while it
+            # was down or failing over); what an earlier master bound is in the settings.
+            link.remote_bindings = load_bindings(settings, route.id)
+        else:
+            # First session of this link (a new route, or this broker restarted): the bindings
+            # a previous life made are unknown, so start from an empty queue of our own.
+            await channel.queue_delete(queue)
+            link.remote_bindings = set()
     await channel.queue_declare(queue, durable=route.durable)
     registry = registry_of(link.broker)
     signal = Signal()
@@ -133,7 +141,7 @@ async def run_dynamic(link: Link, connection: ClientConnection, local: InBrokerC
 
             while True:
                 synced = registry.demand(route.vhost, route.exchange)
-                await _sync_bindings(link, channel, queue, synced)
+                await _sync_bindings(link, channel, queue, synced, settings)
                 await signal.until(stale)
     finally:
         registry.unlisten(route.vhost, route.exchange, signal.fire)
@@ -143,7 +151,10 @@ async def run_demand(link: Link, connection: ClientConnection, local: InBrokerCl
     """Move SRC's queue into the local queue of the same name while it has consumers here."""
     route = link.route
     channel = await connection.open_channel()
-    await channel.queue_declare(route.queue, passive=True)
+    if route.group:
+        await _declare_network_queue(connection, channel, route.queue)
+    else:
+        await channel.queue_declare(route.queue, passive=True)
     _ensure_local_queue(local, route.queue, route.durable)
     counts = consumers_of(link.broker)
     signal = Signal()
@@ -162,6 +173,18 @@ async def run_demand(link: Link, connection: ClientConnection, local: InBrokerCl
         counts.unlisten(route.vhost, route.queue, signal.fire)
 
 
+async def _declare_network_queue(
+    connection: ClientConnection, channel: ClientChannel, queue: str
+) -> None:
+    """A ``--network-queue`` exists in every group: declare it durable where it is missing
+    (a passive declare's 404 closes its channel, so it gets one of its own)."""
+    try:
+        async with connection.channel() as probe:
+            await probe.queue_declare(queue, passive=True)
+    except ChannelClosed:
+        await channel.queue_declare(queue, durable=True)
+
+
 def _ensure_local_queue(local: InBrokerClient, queue: str, durable: bool) -> None:
     try:
         local.declare_queue(queue, passive=True)
@@ -170,19 +193,28 @@ def _ensure_local_queue(local: InBrokerClient, queue: str, durable: bool) -> Non
 
 
 async def _sync_bindings(
-    link: Link, channel: ClientChannel, queue: str, demand: set[Demand]
+    link: Link,
+    channel: ClientChannel,
+    queue: str,
+    demand: set[Demand],
+    settings: PluginSettings | None = None,
 ) -> None:
-    """Bind and unbind the remote queue so its bindings are what ``demand`` asks for."""
+    """Bind and unbind the remote queue so its bindings are what ``demand`` asks for
+    (network routes keep what they bound in ``settings``: written ahead of each bind)."""
     route = link.route
     wanted = remote_bindings(demand, link.local_id, link.remote_id, route.max_hops)
     made = link.remote_bindings
     assert made is not None
+    if settings is not None and wanted - made:
+        await save_bindings(settings, route.id, made | wanted, wait=True)
     for key, path in sorted(made - wanted):
         await channel.queue_unbind(queue, route.exchange, key, {BOUND_FROM: path})
         made.discard((key, path))
     for key, path in sorted(wanted - made):
         await channel.queue_bind(queue, route.exchange, key, {BOUND_FROM: path})
         made.add((key, path))
+    if settings is not None:
+        await save_bindings(settings, route.id, made, wait=False)
 
 
 async def _pull(

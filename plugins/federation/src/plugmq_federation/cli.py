@@ -399,6 +399,7 @@ def federation_map(admin: Admin, start: str, timeout: float) -> dict[str, Any]:
     """
     first = parse_url(start)
     brokers: dict[str, str] = {}
+    groups: dict[str, dict[str, Any]] = {}
     edges: list[dict[str, Any]] = []
     unreachable: list[str] = []
     queue: deque[str] = deque([start])
@@ -416,11 +417,31 @@ def federation_map(admin: Admin, start: str, timeout: float) -> dict[str, Any]:
             continue
         me = listing["broker_id"]
         brokers[me] = where
+        for group in (listing.get("network") or {}).get("groups", []):
+            _merge_group(groups, group)
+            queue.append(_with_credentials(group["master"], first))  # a group's master answers
         for route in listing["routes"]:
             edges.append(_edge(me, route))
+            if route.get("group"):
+                continue  # its group's master is asked (its standbys would only redirect)
             for remote in route["remote"].split(","):
                 queue.append(_with_credentials(remote, first))
-    return {"brokers": brokers, "routes": edges, "unreachable": unreachable}
+    return {
+        "brokers": brokers,
+        "groups": sorted(groups.values(), key=lambda group: group["group"]),
+        "routes": edges,
+        "unreachable": unreachable,
+    }
+
+
+def _merge_group(groups: dict[str, dict[str, Any]], group: dict[str, Any]) -> None:
+    """Keep the newest word on each group (masters may have heard of a failover at
+    different moments)."""
+    known = groups.get(group["group"])
+    if known is None or group["epoch"] > known["epoch"]:
+        groups[group["group"]] = {
+            key: group[key] for key in ("group", "master", "standbys", "epoch", "ha", "broker_id")
+        }
 
 
 def _edge(me: str, route: dict[str, Any]) -> dict[str, Any]:
@@ -430,10 +451,11 @@ def _edge(me: str, route: dict[str, Any]) -> dict[str, Any]:
         "source": source,
         "destination": destination,
         "exchange": route["exchange"],
-        "key": route["queue"] if route["kind"] == "queue" else route["key"],
+        "key": route["queue"] if route["kind"] in ("queue", "demand") else route["key"],
         "kind": route["kind"],
         "direction": route["direction"],
         "runs_on": me,
+        "group": route.get("group", ""),
     }
 
 
@@ -457,12 +479,24 @@ def _show_map(result: dict[str, Any]) -> None:
         where = brokers.get(broker_id)
         return f"{broker_id} ({where})" if where else broker_id
 
+    groups = result.get("groups") or []
+    if groups:
+        typer.echo(f"Groups: {len(groups)}")
+    for group in groups:
+        standbys = ", ".join(group["standbys"]) or "none"
+        typer.echo(
+            f"  {group['group']}: master {group['master']} (epoch {group['epoch']}, "
+            f"{group['ha']}), standbys {standbys}"
+        )
     typer.echo(f"Brokers: {len(brokers)}")
     for broker_id in sorted(brokers, key=brokers.get):
         typer.echo(f"  {name(broker_id)}")
     typer.echo(f"Routes: {len(result['routes'])}")
     for edge in sorted(result["routes"], key=lambda e: (e["source"], e["destination"])):
-        what = f"queue {edge['key']}" if edge["kind"] == "queue" else f"key '{edge['key']}'"
+        queue_kind = edge["kind"] in ("queue", "demand")
+        what = f"{edge['kind']} queue {edge['key']}" if queue_kind else f"key '{edge['key']}'"
+        if edge["kind"] == "dynamic":
+            what = "dynamic"
         typer.echo(
             f"  {name(edge['source'])} => {name(edge['destination'])}: "
             f"exchange '{edge['exchange']}' {what} ({edge['direction']})"

@@ -14,11 +14,13 @@ import structlog
 import trio
 
 from plugmq.amqp.errors import AMQPError
+from plugmq.api import network_view
 from plugmq.client import AMQPClientError, ConnectionClosed, ConnectionFailed, connect
 from plugmq.inbroker import InBrokerClient, open_internal_client
 from plugmq_federation.bridges import push_queue_name
 from plugmq_federation.ingress import ingress_name, ingress_state
 from plugmq_federation.link import CONNECT_TIMEOUT, Link
+from plugmq_federation.network import NetworkRoutes, NetworkSettings
 from plugmq_federation.persistence import RouteStore
 from plugmq_federation.routes import Route
 
@@ -34,7 +36,14 @@ class FederationError(Exception):
 class Federation:
     """Routes and links of one broker."""
 
-    def __init__(self, broker: Any, broker_id: str, store: RouteStore, static: list[Route]) -> None:
+    def __init__(
+        self,
+        broker: Any,
+        broker_id: str,
+        store: RouteStore,
+        static: list[Route],
+        network: NetworkSettings | None = None,
+    ) -> None:
         self.broker = broker
         self.broker_id = broker_id
         self.store = store
@@ -42,6 +51,8 @@ class Federation:
         #: Shared with the ingress exchanges: pulled and pushed copies are recognised alike.
         self.window = ingress_state(broker).window
         self.links: dict[str, Link] = {}
+        #: ``--network dynamic``: the routes to the groups discovery found (None: off).
+        self.network = NetworkRoutes(self, network) if network is not None else None
         self._nursery: trio.Nursery | None = None
 
     async def run(self, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
@@ -56,7 +67,41 @@ class Federation:
                     log.error("federation_route_not_started", route=route.id, error=str(error))
             task_status.started()
             log.info("federation_started", broker_id=self.broker_id, routes=len(self.links))
+            self.network_changed()  # the groups found before this service started
             await trio.sleep_forever()
+
+    # -- the network of groups (``--network dynamic``) ---------------------------------------
+
+    def network_changed(self) -> None:
+        """Make the network routes what the broker's network view asks for (from the hook)."""
+        view = network_view(self.broker)
+        if self.network is None or self._nursery is None:
+            return  # off, or not started yet: run() applies the view once it is
+        self.network.apply(view.peers if view is not None else {})
+
+    def start_network(self, route: Route) -> str | None:
+        """Start a network route's link; the reason when it cannot start."""
+        try:
+            self._start(route)
+        except (FederationError, AMQPError) as error:
+            return str(error)
+        return None
+
+    def stop_link(self, route_id: str) -> None:
+        """Stop a network route's link, leaving its queues (their messages wait for the group
+        to come back)."""
+        link = self.links.pop(route_id, None)
+        if link is not None:
+            link.cancel_scope.cancel()
+
+    def retarget(self, route: Route, wake: bool) -> None:
+        """A group's URL list changed: its link dials the new list from its next attempt
+        (at once with ``wake``, when the group has a new master)."""
+        link = self.links.get(route.id)
+        if link is not None:
+            link.route = route
+            if wake:
+                link.wake()
 
     # -- routes --------------------------------------------------------------------------------
 
@@ -145,12 +190,15 @@ class Federation:
     # -- reports -------------------------------------------------------------------------------
 
     def list_routes(self) -> dict[str, Any]:
-        """This broker's id and routes (``route list``, ``route map``)."""
+        """This broker's id and routes (``route list``, ``route map``); with discovery, the
+        groups it knows of (``network``)."""
+        view = network_view(self.broker)
         return {
             "broker_id": self.broker_id,
             "routes": [
                 link.route.describe() | {"peer": link.remote_id} for link in self.links.values()
             ],
+            "network": view.describe() if view is not None else None,
         }
 
     def list_links(self) -> list[dict[str, Any]]:

@@ -102,6 +102,8 @@ class Link:
         #: Set once the first attempt succeeded or failed (``route add`` reports it).
         self.first_outcome = trio.Event()
         self.cancel_scope = trio.CancelScope()
+        #: Set to cut a wait between two attempts short (a group announced a new master).
+        self._wake = trio.Event()
 
     # -- running -------------------------------------------------------------------------------
 
@@ -128,8 +130,13 @@ class Link:
                     self._down(f"{type(error).__name__}: {error}")
                 if time.monotonic() - started > MAX_DELAY:
                     delay = FIRST_DELAY  # it was up a while: this is a new failure
-                await trio.sleep(delay)
-                delay = min(delay * 2, MAX_DELAY)
+                with trio.move_on_after(delay):
+                    await self._wake.wait()
+                if self._wake.is_set():
+                    self._wake = trio.Event()
+                    delay = FIRST_DELAY  # somewhere new to go: no reason to back off
+                else:
+                    delay = min(delay * 2, MAX_DELAY)
 
     async def _session(self) -> None:
         route = self.route
@@ -195,6 +202,10 @@ class Link:
             return open_internal_client(self.broker, self.route.vhost)
         except AMQPError as error:  # NoSuchVHost (403): reported, retried
             raise LinkError(f"local vhost '{self.route.vhost}': {error}") from error
+
+    def wake(self) -> None:
+        """Try again now if waiting between attempts (the remote group has a new master)."""
+        self._wake.set()
 
     # -- state ---------------------------------------------------------------------------------
 

@@ -66,3 +66,23 @@ def broker_id(configured: str | None, settings: PluginSettings) -> str:
     value = str(uuid.uuid4())
     settings.set(BROKER_ID, value)
     return value
+
+
+#: What a network route's link bound on its group's queue (see :mod:`.network`).
+BINDINGS_PREFIX = "network-bindings/"
+
+
+def load_bindings(settings: PluginSettings, route_id: str) -> set[tuple[str, str]]:
+    """The (key, path) bindings an earlier master of this group made for ``route_id``."""
+    stored: Any = settings.get(BINDINGS_PREFIX + route_id) or []
+    return {(str(key), str(path)) for key, path in stored}
+
+
+async def save_bindings(
+    settings: PluginSettings, route_id: str, bindings: set[tuple[str, str]], wait: bool
+) -> None:
+    """Keep the bindings made (or about to be made: ``wait`` until durable before making
+    them, so a successor never misses one it must unbind)."""
+    settings.set(BINDINGS_PREFIX + route_id, sorted(bindings))
+    if wait:
+        await settings.durable()

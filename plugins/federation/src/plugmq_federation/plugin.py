@@ -19,6 +19,7 @@ from plugmq_federation.federation import STASH_KEY, Federation
 from plugmq_federation.identity import check_broker_id
 from plugmq_federation.ingress import IngressExchange, ingress_state
 from plugmq_federation.link import ID_PROPERTY
+from plugmq_federation.network import network_settings
 from plugmq_federation.persistence import NAMESPACE, RouteStore, broker_id
 from plugmq_federation.routes import RouteError, parse_static
 
@@ -45,11 +46,40 @@ def plugmq_add_options(options: OptionRegistry) -> None:
         "'push URL[,URL] EXCHANGE KEY' or 'queue URL[,URL] EXCHANGE QUEUE' (repeatable).",
         group=GROUP,
     )
+    options.add(
+        "--network",
+        type=str,
+        default=None,
+        help="'dynamic': as master, keep routes to every other HA group discovery finds "
+        "(dynamic routes on --network-exchange, demand routes on --network-queue). Off by "
+        "default; needs --discovery.",
+        group=GROUP,
+    )
+    options.add(
+        "--network-exchange",
+        type=str,
+        default=None,
+        multiple=True,
+        help="An exchange linked across the network with dynamic routes (repeatable; "
+        "default amq.topic).",
+        group=GROUP,
+    )
+    options.add(
+        "--network-queue",
+        type=str,
+        default=None,
+        multiple=True,
+        help="A queue linked across the network on demand: its messages move to the group "
+        "whose consumers want them (repeatable).",
+        group=GROUP,
+    )
 
 
 @hookimpl
 def plugmq_configure(config: Config) -> None:
-    """Reject a bad ``--broker-id`` or ``--federation-route`` before anything starts."""
+    """Reject a bad ``--broker-id``, ``--federation-route`` or ``--network`` before anything
+    starts."""
+    network_settings(config)
     if config.get("broker_id"):
         check_broker_id(config.broker_id)
     for text in config.get("federation_route") or ():
@@ -66,10 +96,22 @@ def plugmq_services(broker: Any) -> list:
     settings = broker.settings(NAMESPACE)
     static = [parse_static(text) for text in config.get("federation_route") or ()]
     federation = Federation(
-        broker, broker_id(config.get("broker_id"), settings), RouteStore(settings), static
+        broker,
+        broker_id(config.get("broker_id"), settings),
+        RouteStore(settings),
+        static,
+        network_settings(config),
     )
     broker.stash[STASH_KEY] = federation
     return [federation.run]
+
+
+@hookimpl
+def plugmq_network_changed(broker: Any, peers: Any) -> None:
+    """Discovery found, lost or moved a group: keep the network routes in step."""
+    federation = broker.stash.get(STASH_KEY)
+    if federation is not None:
+        federation.network_changed()
 
 
 @hookimpl

@@ -44,6 +44,9 @@ class Route:
     max_hops: int = DEFAULT_MAX_HOPS
     #: The URL the route was added through, for ``route map`` (password masked).
     local: str = ""
+    #: The HA group the remote is (``--network dynamic`` routes): the route is that group's,
+    #: whatever URLs the group has now, so its id (and its queue) outlive URL changes.
+    group: str = ""
     id: str = field(init=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -109,12 +112,13 @@ class Route:
             "ack": self.ack,
             "max_hops": self.max_hops,
             "local": self.local,
+            "group": self.group,
         }
 
 
 def _identity(route: Route) -> str:
     """A short id from what makes two routes the same (credentials and options aside)."""
-    remotes = sorted(_where(url) for url in route.remote)
+    remotes = [f"group:{route.group}"] if route.group else sorted(_where(u) for u in route.remote)
     parts = [route.kind, route.direction, route.vhost, *remotes, route.exchange]
     parts.append(route.queue if route.kind in ("queue", "demand") else route.key)
     return blake2b("\0".join(parts).encode(), digest_size=6).hexdigest()

@@ -1,0 +1,1 @@
+"""plugmq-discovery: the masters of HA groups find each other (ZooKeeper or UDP multicast)."""

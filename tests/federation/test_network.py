@@ -1,0 +1,140 @@
+"""``--network dynamic``: masters found by discovery keep routes to every other group.
+
+Real brokers on loopback, multicast discovery on the test's own port (tests/discovery tells how
+that works without privileges), pika publishers and consumers; assertions on what arrives.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from functools import partial
+from pathlib import Path
+
+import pytest
+from support.federation import (
+    bind_queue,
+    collect,
+    collect_all,
+    connect,
+    depth,
+    manage,
+    plugmq_json,
+    publish,
+)
+from support.multicast import LOOPBACK, free_udp_port
+from support.sharedfs import SharedFSGroup
+
+INTERVAL = "0.3"
+
+
+@pytest.fixture
+def network(tmp_path: Path) -> tuple[str, ...]:
+    """The flags of one network (its own multicast port)."""
+    return ("--discovery", "multicast", "--discovery-multicast",
+            f"239.255.77.77:{free_udp_port()}", "--discovery-interface", LOOPBACK,
+            "--discovery-interval", INTERVAL, "--network", "dynamic",
+            "--network-queue", "work")  # fmt: skip
+
+
+def wait_until(check: Callable[[], bool], timeout: float = 30.0, what: str = "") -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(0.1)
+    raise TimeoutError(f"not true after {timeout}s: {what}")
+
+
+def network_links(broker) -> dict[tuple[str, str], dict]:
+    """``(group, exchange or queue)`` → the link of each network route of ``broker``."""
+    routes = {r["id"]: r for r in manage(broker, "route.list")["routes"] if r["group"]}
+    return {
+        (routes[link["route"]]["group"], link["key"] or link["exchange"]): link
+        for link in manage(broker, "link.list")
+        if link["route"] in routes
+    }
+
+
+def links_up(broker, wanted: set[tuple[str, str]]) -> bool:
+    links = network_links(broker)
+    return set(links) == wanted and all(link["state"] in ("up", "idle") for link in links.values())
+
+
+def bound_on(broker, queue_prefix: str, key: str) -> bool:
+    """Whether a network queue named ``queue_prefix...`` is bound with ``key`` on ``broker``."""
+    return any(
+        b["destination"].startswith(queue_prefix) and b["routing_key"] == key
+        for b in manage(broker, "binding.list")
+    )
+
+
+def test_three_groups_link_every_way_and_a_vanished_group_is_dropped(start_brokers, network):
+    brokers = start_brokers(["A", "B", "C"], *network)
+    a, b, c = brokers["A"], brokers["B"], brokers["C"]
+    for name, broker in brokers.items():
+        others = {g for g in brokers if g != name}
+        wanted = {(g, "amq.topic") for g in others} | {(g, "work") for g in others}
+        wait_until(partial(links_up, broker, wanted), what=f"{name}'s network links")
+
+    # Dynamic routes: a binding on B pulls matching messages from A and C, nothing else.
+    bind_queue(b, "b-sports", "amq.topic", "sports.#")
+    for source in (a, c):
+        wait_until(partial(bound_on, source, "federation.B.", "sports.#"), what="B's demand")
+    publish(a, "amq.topic", [("sports.a", f"a{i}".encode()) for i in range(20)])
+    publish(c, "amq.topic", [("sports.c", f"c{i}".encode()) for i in range(20)])
+    publish(a, "amq.topic", [("news.a", b"not for B")])
+    wanted = {f"a{i}".encode() for i in range(20)} | {f"c{i}".encode() for i in range(20)}
+    got = collect_all(b, "b-sports", wanted)
+    assert sorted(got) == sorted(wanted), "each message exactly once"
+
+    # Demand queue: messages wait on A until C has a consumer of 'work'.
+    publish(a, "", [("work", f"w{i}".encode()) for i in range(10)])
+    time.sleep(1.0)  # give a wrong forward the time to happen: nothing may move
+    assert depth(a, "work") == 10 and depth(c, "work") == 0
+    with connect(c) as connection:
+        channel = connection.channel()
+        bodies: list[bytes] = []
+        channel.basic_consume(
+            "work", lambda ch, method, props, body: bodies.append(body), auto_ack=True
+        )
+        deadline = time.monotonic() + 30
+        while len(bodies) < 10 and time.monotonic() < deadline:
+            connection.process_data_events(time_limit=0.2)
+    assert sorted(bodies) == sorted(f"w{i}".encode() for i in range(10))
+
+    # route map and stat ha against any master show every group and the links between them.
+    graph = plugmq_json("route", "map", a.url)
+    assert {g["group"] for g in graph["groups"]} == {"A", "B", "C"}
+    pairs = {(e["source"], e["destination"]) for e in graph["routes"] if e["kind"] == "dynamic"}
+    assert pairs == {(s, d) for s in "ABC" for d in "ABC" if s != d}
+
+    c.kill()
+    a.wait_event("federation_network_route_stopped", group="C", timeout=20)
+    wait_until(lambda: links_up(a, {("B", "amq.topic"), ("B", "work")}), what="A without C")
+
+
+def test_links_follow_a_groups_master_across_failover(tmp_path: Path, start_brokers, network):
+    group = SharedFSGroup(tmp_path / "g1", size=2, lease=1.0, group="g1", extra=network)
+    (tmp_path / "g1").mkdir()
+    try:
+        first = group.start()
+        b = start_brokers(["B"], *network)["B"]
+        wait_until(lambda: links_up(b, {("g1", "amq.topic"), ("g1", "work")}), what="B -> g1")
+        bind_queue(b, "b-all", "amq.topic", "k")
+        wait_until(lambda: bound_on(first, "federation.B.", "k"), what="B's binding on g1")
+        publish(first, "amq.topic", [("k", b"before")])
+        assert [m[1] for m in collect(b, "b-all", 1)] == [b"before"]
+
+        first.kill()
+        second = group.brokers[1]
+        second.wait_event("broker_active", timeout=30)
+        b.wait_event("federation_network_route_retargeted", timeout=30)
+        # The binding came with the store (durable queue, bound by B's link): no re-sync needed.
+        assert bound_on(second, "federation.B.", "k")
+        publish(second, "amq.topic", [("k", b"after")])
+        assert [m[1] for m in collect(b, "b-all", 1, timeout=30)] == [b"after"]
+        time.sleep(0.5)
+        assert depth(b, "b-all") == 0, "no duplicate of 'before'"
+    finally:
+        group.stop()
