@@ -20,13 +20,13 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pika
 
 from support.broker_process import BrokerProcess
-from support.failover_group import _free_ports
-from support.federation import plugmq_ok
-from support.zk_group import HAGroup
+from support.federation import plugmq_json, plugmq_ok
+from support.zk_group import HAGroup, replication_port
 from support.zookeeper import ZooKeeperEnsemble
 
 GROUP_NAMES = ("brokerName1", "brokerName2", "brokerName3")
@@ -39,6 +39,17 @@ ZK_NETWORK = ("--discovery", "zookeeper", "--network", "dynamic")
 def network_available() -> bool:
     """Whether the discovery plugin (and so ``--discovery``/``--network``) is installed."""
     return importlib.util.find_spec("plugmq_discovery") is not None
+
+
+@dataclass(frozen=True)
+class Picture:
+    """The network as the admin commands show it: per group (master ``host:port``, standbys'
+    ``host:port``) from ``stat ha`` and from ``route map``, and the (destination, source) groups
+    of every network link."""
+
+    stat_ha: dict[str, tuple[str, set[str]]]
+    route_map: dict[str, tuple[str, set[str]]]
+    links: set[tuple[str, str]]
 
 
 @dataclass
@@ -120,19 +131,24 @@ class Topology:
         if self.network_args is None:
             self.network_args = ZK_NETWORK if network_available() else ()
         self.zookeeper = ZooKeeperEnsemble(self.directory / "zookeeper", size=3)
-        ports = _broker_ports(3 * len(self.group_names), self.zookeeper)
-        for number, name in enumerate(self.group_names):
-            self.groups[name] = self._group(name, ports[3 * number : 3 * number + 3])
+        members = {name: self._members(name) for name in self.group_names}
+        taken = {int(_flag(b, "--replication-address").rsplit(":", 1)[1])
+                 for group in members.values() for b in group.brokers}  # fmt: skip
+        ports = _broker_ports(3 * len(self.group_names), self.zookeeper, taken)
+        for number, (name, group) in enumerate(members.items()):
+            self.groups[name] = self._group(name, group, ports[3 * number : 3 * number + 3])
 
-    def _group(self, name: str, ports: list[int]) -> TopologyGroup:
-        members = HAGroup(
+    def _members(self, name: str) -> HAGroup:
+        (self.directory / name).mkdir(parents=True, exist_ok=True)
+        return HAGroup(
             self.directory / name,
             self.zookeeper.hosts,
             f"{ZK_ROOT}/{name}",
             size=3,
             extra=("--ha-group", name, "--broker-id", name, *self.network_args, *self.extra),
         )
-        (self.directory / name).mkdir(parents=True, exist_ok=True)
+
+    def _group(self, name: str, members: HAGroup, ports: list[int]) -> TopologyGroup:
         replication = [_flag(broker, "--replication-address") for broker in members.brokers]
         for broker, port, mine in zip(members.brokers, ports, replication, strict=True):
             # The broker takes the last --port given (BrokerProcess passes --port 0 first).
@@ -172,6 +188,46 @@ class Topology:
                     route = ("route", "dynamic", "add", dest.master.url, peer, exchange)
                     plugmq_ok(*route, "--durable")
 
+    def picture(self, url: str) -> Picture:
+        """What ``plugmq stat ha`` and ``plugmq route map`` asked of ``url`` show."""
+        by_stat: dict[str, tuple[str, set[str]]] = {}
+        for row in plugmq_json("stat", "ha", "--broker", url):
+            if row["role"] == "master":  # the asked broker's own group
+                master = _address(row["listening"][0])
+                urls = row["details"]["group_urls"]
+                by_stat[row["group"]] = (master, {_address(u) for u in urls} - {master})
+            elif row["role"] == "master (discovered)":
+                standbys = row["details"].get("standbys", [])
+                by_stat[row["group"]] = (_address(row["listening"][0]), _addresses(standbys))
+        drawn = plugmq_json("route", "map", url)
+        by_map = {
+            g["group"]: (_address(g["master"]), _addresses(g["standbys"])) for g in drawn["groups"]
+        }
+        links = {(r["destination"], r["source"]) for r in drawn["routes"] if r["group"]}
+        return Picture(by_stat, by_map, links)
+
+    def expected_picture(self) -> Picture:
+        """Every group with the master last seen and the other members as standbys, and a
+        network link from every group to every other."""
+        groups = {}
+        for name, group in self.groups.items():
+            master = f"127.0.0.1:{group.master.port}"
+            groups[name] = (master, _addresses(group.urls) - {master})
+        pairs = {(a, b) for a in self.groups for b in self.groups if a != b}
+        return Picture(groups, groups, pairs)
+
+    def wait_network(self, asking: str | None = None, timeout: float = 60.0) -> None:
+        """Wait until ``stat ha`` and ``route map`` asked of group ``asking``'s master (the
+        first group's by default) show :meth:`expected_picture`: discovery and the network's
+        routes are in place; raise naming the difference otherwise."""
+        url = self.groups[asking or self.group_names[0]].master.url
+        wanted = self.expected_picture()
+        deadline = time.monotonic() + timeout
+        while (shown := self.picture(url)) != wanted:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"the network does not show as wanted:\n{wanted}\n{shown}")
+            time.sleep(0.5)
+
     def masters(self) -> dict[str, BrokerProcess]:
         """The masters last seen (after :meth:`start` or :meth:`wait_masters`)."""
         return {name: group.master for name, group in self.groups.items()}
@@ -188,17 +244,30 @@ class Topology:
         self.zookeeper.stop()
 
 
-def _broker_ports(count: int, zookeeper: ZooKeeperEnsemble) -> list[int]:
-    """``count`` distinct free loopback ports, none of those the ensemble was given."""
-    taken = {s.client_port for s in zookeeper.servers} | {
-        port for s in zookeeper.servers for port in s.peer_ports
-    }
-    while True:
-        ports = _free_ports(count)
-        if not taken & set(ports):
-            return ports
+def _broker_ports(count: int, zookeeper: ZooKeeperEnsemble, taken: set[int]) -> list[int]:
+    """``count`` distinct free loopback ports below the kernel's ephemeral range (a broker
+    restarted on its old port must not find it taken by some client's outgoing connection),
+    none of ``taken`` or those the ensemble was given."""
+    ports = taken | {s.client_port for s in zookeeper.servers}
+    ports |= {port for s in zookeeper.servers for port in s.peer_ports}
+    chosen: list[int] = []
+    while len(chosen) < count:
+        port = replication_port()
+        if port not in ports:
+            ports.add(port)
+            chosen.append(port)
+    return chosen
 
 
 def _flag(broker: BrokerProcess, name: str) -> str:
     """The value of flag ``name`` in ``broker``'s arguments."""
     return broker.args[broker.args.index(name) + 1]
+
+
+def _address(url: str) -> str:
+    """``host:port`` of a URL, with or without credentials."""
+    return urlsplit(url).netloc.rsplit("@", 1)[-1]
+
+
+def _addresses(urls: list[str]) -> set[str]:
+    return {_address(url) for url in urls}

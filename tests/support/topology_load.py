@@ -44,8 +44,11 @@ def connect(group: TopologyGroup) -> pika.BlockingConnection:
 class MeshLoad:
     """Publishers and consumers on every group of ``topology``; ledgers of what they saw."""
 
-    def __init__(self, topology: Topology) -> None:
+    def __init__(self, topology: Topology, rate: float | None = 50.0) -> None:
         self.topology = topology
+        #: Messages per second per publisher (None: as fast as confirms come back). A paced
+        #: load leaves the 2-core test machine the CPU failovers need.
+        self.rate = rate
         self.ledgers = {name: Ledger() for name in topology.groups}
         self.lock = threading.Lock()
         #: (consumer group, origin group) -> deliveries of ledger ids.
@@ -55,10 +58,15 @@ class MeshLoad:
         self.fresh_copies: list[tuple[str, str]] = []
         self.redelivered_copies = 0
         self.confirmed: Counter[str] = Counter()
+        #: (consumer group, origin group) -> the highest message number received.
+        self.latest: Counter[tuple[str, str]] = Counter()
+        #: origin group -> the number of its latest publish (sent, not necessarily confirmed).
+        self.sent: Counter[str] = Counter()
         self.errors: list[str] = []
         self._publishing = threading.Event()
         self._consuming = threading.Event()
         self._threads: list[threading.Thread] = []
+        self._publishers: list[threading.Thread] = []
 
     # --- consumers -------------------------------------------------------------------------
 
@@ -110,6 +118,8 @@ class MeshLoad:
                     self.fresh_copies.append((name, message_id))
             else:
                 self.received[(name, origin)] += 1
+                number = int(message_id.rsplit("-", 1)[1])
+                self.latest[(name, origin)] = max(self.latest[(name, origin)], number)
             ledger.deliver(message_id)
 
     # --- publishers ------------------------------------------------------------------------
@@ -118,7 +128,7 @@ class MeshLoad:
         """One confirmed publisher per group."""
         self._publishing.set()
         for name in self.topology.groups:
-            self._spawn(self._publish, name)
+            self._publishers.append(self._spawn(self._publish, name))
 
     def _publish(self, name: str) -> None:
         group = self.topology.groups[name]
@@ -137,8 +147,14 @@ class MeshLoad:
     def _publish_on(self, channel, name: str, sequence) -> None:
         channel.confirm_delivery()
         ledgers = list(self.ledgers.values())
+        next_at = time.monotonic()
         while self._publishing.is_set():
-            message_id = f"{name}-{next(sequence)}"
+            if self.rate is not None:
+                next_at = max(next_at + 1 / self.rate, time.monotonic() - 1)
+                time.sleep(max(0.0, next_at - time.monotonic()))
+            number = next(sequence)
+            message_id = f"{name}-{number}"
+            self.sent[name] = number
             for ledger in ledgers:
                 ledger.publish(message_id)
             properties = pika.BasicProperties(delivery_mode=2, message_id=message_id)
@@ -152,8 +168,11 @@ class MeshLoad:
                 self.confirmed[name] += 1
 
     def stop_publishers(self) -> None:
-        """Stop publishing (each publisher finishes the publish it is in)."""
+        """Stop publishing; return once every publisher finished the publish it was in (so
+        nothing is confirmed after a drain began)."""
         self._publishing.clear()
+        for thread in self._publishers:
+            thread.join(30)
 
     def stop(self) -> None:
         """Stop every client thread."""
@@ -204,6 +223,13 @@ class MeshLoad:
                 f" errors: {self.errors[-5:]}"
             )
 
+    def wait_newer(self, consumer: str, origin: str, than: int, timeout: float = 60.0) -> float:
+        """Wait until ``consumer``'s group got a message of ``origin``'s numbered above
+        ``than`` (published after that one); return ``time.monotonic()`` then."""
+        if not self._wait(lambda: self.latest[(consumer, origin)] > than, timeout):
+            raise TimeoutError(f"{consumer} got nothing of {origin}'s after {than}")
+        return time.monotonic()
+
     def wait_confirmed(self, origin: str, more: int, timeout: float = 60.0) -> None:
         """Wait until ``origin``'s publisher had ``more`` new messages confirmed."""
         with self.lock:
@@ -250,10 +276,11 @@ class MeshLoad:
         with self.lock:
             return condition()
 
-    def _spawn(self, target: Callable[[str], None], name: str) -> None:
+    def _spawn(self, target: Callable[[str], None], name: str) -> threading.Thread:
         thread = threading.Thread(target=target, args=(name,), daemon=True)
         thread.start()
         self._threads.append(thread)
+        return thread
 
     def _note(self, name: str, error: BaseException) -> None:
         with self.lock:
