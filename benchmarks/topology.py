@@ -91,12 +91,15 @@ def failovers(topology: Topology, rounds: int, rate: float) -> list[dict[str, An
     load.wait_mesh()
     load.start_publishers()
     names = list(topology.groups)
+    for consumer in names:  # warm-up: every pair flows before the first kill
+        for origin in names:
+            load.wait_received(consumer, origin, 20)
     results = []
     try:
         for round_ in range(rounds):
             name = names[round_ % len(names)]
             group = topology.groups[name]
-            marks = dict(load.sent)
+            marks = {origin: load.sent[origin] for origin in names}
             dead, killed_at = group.kill_master()
             others = [other for other in names if other != name]
             outgoing = max(load.wait_newer(other, name, marks[name]) for other in others)

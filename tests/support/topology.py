@@ -25,7 +25,9 @@ from urllib.parse import urlsplit
 import pika
 
 from support.broker_process import BrokerProcess
-from support.federation import plugmq_json, plugmq_ok
+from support.federation import plugmq_json
+from support.multicast import LOOPBACK, free_udp_port
+from support.sharedfs import SharedFSGroup
 from support.zk_group import HAGroup, replication_port
 from support.zookeeper import ZooKeeperEnsemble
 
@@ -116,7 +118,101 @@ class TopologyGroup:
 
 
 @dataclass
-class Topology:
+class SharedFSTopologyGroup(TopologyGroup):
+    """A ``--ha sharedfs`` group of the multicast topology: the first member starts as master;
+    a standby takes over when the master dies (the lock on the shared directory)."""
+
+    members: SharedFSGroup
+    #: The epoch of the last master seen.
+    epoch: int = 0
+
+    def wait_master(self, timeout: float = 60.0) -> BrokerProcess:
+        """Wait until a member logs ``broker_active`` with a newer epoch than the last seen."""
+        broker, event = self.members.wait_master(after_epoch=self.epoch, timeout=timeout)
+        self.epoch = event["epoch"]
+        self.master_index = self.brokers.index(broker)
+        return broker
+
+    def start(self, *indexes: int) -> None:
+        """Start the group (the first member as master), or these members as standbys."""
+        if not indexes:
+            self.members.start()
+            return
+        for index in indexes:
+            self.brokers[index].start(ready_event="broker_listening")
+
+
+class Network:
+    """What every topology of HA groups offers the tests: its groups, their masters, and the
+    network as ``stat ha`` and ``route map`` show it."""
+
+    groups: dict[str, TopologyGroup]
+
+    @property
+    def brokers(self) -> list[BrokerProcess]:
+        """All broker processes, group by group."""
+        return [broker for group in self.groups.values() for broker in group.brokers]
+
+    def wait_masters(self, timeout: float = 90.0) -> dict[str, BrokerProcess]:
+        """Each group's master, once every group has one."""
+        return {name: group.wait_master(timeout) for name, group in self.groups.items()}
+
+    def picture(self, url: str) -> Picture:
+        """What ``plugmq stat ha`` and ``plugmq route map`` asked of ``url`` show."""
+        by_stat: dict[str, tuple[str, set[str]]] = {}
+        for row in plugmq_json("stat", "ha", "--broker", url):
+            if row["role"] == "master":  # the asked broker's own group
+                master = _address(row["listening"][0])
+                urls = row["details"]["group_urls"]
+                by_stat[row["group"]] = (master, {_address(u) for u in urls} - {master})
+            elif row["role"] == "master (discovered)":
+                standbys = row["details"].get("standbys", [])
+                by_stat[row["group"]] = (_address(row["listening"][0]), _addresses(standbys))
+        drawn = plugmq_json("route", "map", url)
+        by_map = {
+            g["group"]: (_address(g["master"]), _addresses(g["standbys"])) for g in drawn["groups"]
+        }
+        links = {(r["destination"], r["source"]) for r in drawn["routes"] if r["group"]}
+        return Picture(by_stat, by_map, links)
+
+    def expected_picture(self) -> Picture:
+        """Every group with the master last seen and the other members as standbys, and a
+        network link from every group to every other."""
+        groups = {}
+        for name, group in self.groups.items():
+            master = f"127.0.0.1:{group.master.port}"
+            groups[name] = (master, _addresses(group.urls) - {master})
+        pairs = {(a, b) for a in self.groups for b in self.groups if a != b}
+        return Picture(groups, groups, pairs)
+
+    def wait_network(self, asking: str | None = None, timeout: float = 60.0) -> None:
+        """Wait until ``stat ha`` and ``route map`` asked of group ``asking``'s master (the
+        first group's by default) show :meth:`expected_picture`: discovery and the network's
+        routes are in place; raise naming the difference otherwise."""
+        url = self.groups[asking or next(iter(self.groups))].master.url
+        wanted = self.expected_picture()
+        deadline = time.monotonic() + timeout
+        while (shown := self.picture(url)) != wanted:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"the network does not show as wanted:\n{wanted}\n{shown}")
+            time.sleep(0.5)
+
+    def stop_brokers(self, grace: float = 0.0) -> None:
+        """SIGTERM every broker and give it up to ``grace`` seconds for a clean exit, all at
+        once (0: kill -9 at once, as tests do: a clean stop is not under test here)."""
+        with ThreadPoolExecutor(max_workers=len(self.brokers)) as pool:
+            if grace > 0:
+                list(pool.map(lambda broker: broker.stop(grace), self.brokers))
+            else:
+                list(pool.map(BrokerProcess.kill, self.brokers))
+
+    def masters(self) -> dict[str, BrokerProcess]:
+        """The masters last seen (after :meth:`start` or :meth:`wait_masters`)."""
+        return {name: group.master for name, group in self.groups.items()}
+
+
+@dataclass
+class Topology(Network):
     """The ensemble and the groups. ``network_args`` are given to every broker (discovery and
     ``--network dynamic`` by default, when installed); ``extra`` too (store tuning, say)."""
 
@@ -161,11 +257,6 @@ class Topology:
                     broker.args += ["--replication-peer", peer]
         return TopologyGroup(name, members)
 
-    @property
-    def brokers(self) -> list[BrokerProcess]:
-        """All broker processes, group by group."""
-        return [broker for group in self.groups.values() for broker in group.brokers]
-
     def start(self) -> Topology:
         """Start the ensemble, then every broker at once; wait until each group has a master."""
         self.zookeeper.start()
@@ -174,82 +265,19 @@ class Topology:
         self.wait_masters()
         return self
 
-    def wait_masters(self, timeout: float = 90.0) -> dict[str, BrokerProcess]:
-        """Each group's master, once every group has one."""
-        return {name: group.wait_master(timeout) for name, group in self.groups.items()}
-
-    def link_statically(self, exchange: str = "amq.topic") -> None:
-        """Without discovery: what ``--network dynamic`` automates, as durable dynamic routes
-        between every pair of groups, each peer named by its group's URL list."""
-        for dest_name, dest in self.groups.items():
-            for src_name, src in self.groups.items():
-                if src_name != dest_name:
-                    peer = ",".join(src.urls)
-                    route = ("route", "dynamic", "add", dest.master.url, peer, exchange)
-                    plugmq_ok(*route, "--durable")
-
-    def picture(self, url: str) -> Picture:
-        """What ``plugmq stat ha`` and ``plugmq route map`` asked of ``url`` show."""
-        by_stat: dict[str, tuple[str, set[str]]] = {}
-        for row in plugmq_json("stat", "ha", "--broker", url):
-            if row["role"] == "master":  # the asked broker's own group
-                master = _address(row["listening"][0])
-                urls = row["details"]["group_urls"]
-                by_stat[row["group"]] = (master, {_address(u) for u in urls} - {master})
-            elif row["role"] == "master (discovered)":
-                standbys = row["details"].get("standbys", [])
-                by_stat[row["group"]] = (_address(row["listening"][0]), _addresses(standbys))
-        drawn = plugmq_json("route", "map", url)
-        by_map = {
-            g["group"]: (_address(g["master"]), _addresses(g["standbys"])) for g in drawn["groups"]
-        }
-        links = {(r["destination"], r["source"]) for r in drawn["routes"] if r["group"]}
-        return Picture(by_stat, by_map, links)
-
-    def expected_picture(self) -> Picture:
-        """Every group with the master last seen and the other members as standbys, and a
-        network link from every group to every other."""
-        groups = {}
-        for name, group in self.groups.items():
-            master = f"127.0.0.1:{group.master.port}"
-            groups[name] = (master, _addresses(group.urls) - {master})
-        pairs = {(a, b) for a in self.groups for b in self.groups if a != b}
-        return Picture(groups, groups, pairs)
-
-    def wait_network(self, asking: str | None = None, timeout: float = 60.0) -> None:
-        """Wait until ``stat ha`` and ``route map`` asked of group ``asking``'s master (the
-        first group's by default) show :meth:`expected_picture`: discovery and the network's
-        routes are in place; raise naming the difference otherwise."""
-        url = self.groups[asking or self.group_names[0]].master.url
-        wanted = self.expected_picture()
-        deadline = time.monotonic() + timeout
-        while (shown := self.picture(url)) != wanted:
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"the network does not show as wanted:\n{wanted}\n{shown}")
-            time.sleep(0.5)
-
-    def masters(self) -> dict[str, BrokerProcess]:
-        """The masters last seen (after :meth:`start` or :meth:`wait_masters`)."""
-        return {name: group.master for name, group in self.groups.items()}
-
     def stop(self, grace: float = 0.0) -> None:
-        """Stop every broker, then the ensemble: SIGTERM and up to ``grace`` seconds for a
-        clean exit, all at once (0: kill -9 at once, as tests do: a clean stop is not under
-        test here)."""
-        with ThreadPoolExecutor(max_workers=len(self.brokers)) as pool:
-            if grace > 0:
-                list(pool.map(lambda broker: broker.stop(grace), self.brokers))
-            else:
-                list(pool.map(BrokerProcess.kill, self.brokers))
+        """Stop every broker (:meth:`Network.stop_brokers`), then the ensemble."""
+        self.stop_brokers(grace)
         self.zookeeper.stop()
 
 
-def _broker_ports(count: int, zookeeper: ZooKeeperEnsemble, taken: set[int]) -> list[int]:
+def _broker_ports(count: int, zookeeper: ZooKeeperEnsemble | None, taken: set[int]) -> list[int]:
     """``count`` distinct free loopback ports below the kernel's ephemeral range (a broker
     restarted on its old port must not find it taken by some client's outgoing connection),
     none of ``taken`` or those the ensemble was given."""
-    ports = taken | {s.client_port for s in zookeeper.servers}
-    ports |= {port for s in zookeeper.servers for port in s.peer_ports}
+    servers = zookeeper.servers if zookeeper is not None else []
+    ports = taken | {s.client_port for s in servers}
+    ports |= {port for s in servers for port in s.peer_ports}
     chosen: list[int] = []
     while len(chosen) < count:
         port = replication_port()
@@ -271,3 +299,49 @@ def _address(url: str) -> str:
 
 def _addresses(urls: list[str]) -> set[str]:
     return {_address(url) for url in urls}
+
+
+@dataclass
+class MulticastTopology(Network):
+    """Groups of ``--ha sharedfs`` brokers (each group on its own shared directory) whose masters
+    find each other by UDP multicast on loopback (a port of this topology's own, so topologies
+    running at once never hear each other) and form a ``--network dynamic`` network."""
+
+    directory: Path
+    group_names: tuple[str, ...] = GROUP_NAMES
+    size: int = 2
+    extra: tuple[str, ...] = ()
+    groups: dict[str, TopologyGroup] = field(init=False, default_factory=dict)
+
+    def __post_init__(self) -> None:
+        network = ("--discovery", "multicast",
+                   "--discovery-multicast", f"239.255.77.77:{free_udp_port()}",
+                   "--discovery-interface", LOOPBACK, "--discovery-interval", "0.3",
+                   "--network", "dynamic")  # fmt: skip
+        ports = iter(_broker_ports(self.size * len(self.group_names), None, set()))
+        for name in self.group_names:
+            (self.directory / name).mkdir(parents=True, exist_ok=True)
+            extra = (*network, "--broker-id", name, *self.extra)
+            members = SharedFSGroup(self.directory / name, self.size, group=name, extra=extra)
+            for broker in members.brokers:
+                _move(broker, next(ports))
+            self.groups[name] = SharedFSTopologyGroup(name, members)
+
+    def start(self) -> MulticastTopology:
+        """Start every group at once; wait until each has a master."""
+        with ThreadPoolExecutor(max_workers=len(self.groups)) as pool:
+            list(pool.map(TopologyGroup.start, self.groups.values()))
+        self.wait_masters()
+        return self
+
+    def stop(self, grace: float = 0.0) -> None:
+        """Stop every broker (:meth:`Network.stop_brokers`)."""
+        self.stop_brokers(grace)
+
+
+def _move(broker: BrokerProcess, port: int) -> None:
+    """Have ``broker`` (not started) listen on and advertise ``port`` instead."""
+    args = broker.args
+    args[args.index("--port") + 1] = str(port)
+    args[args.index("--ha-advertise-url") + 1] = f"amqp://127.0.0.1:{port}/"
+    broker.port = port

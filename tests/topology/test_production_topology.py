@@ -6,6 +6,9 @@ confirmed publisher on every group, an acking consumer in every group bound to `
 every confirmed persistent message must reach each consumer exactly once (a ledger per consumer,
 design.md "Fault testing"), through a kill -9 of each group's master in turn and a whole group
 down; ``plugmq stat ha`` and ``plugmq route map`` against a master show the whole network.
+
+A smaller variant runs the same load over three ``--ha sharedfs`` groups of two brokers whose
+masters find each other by UDP multicast on loopback (``--discovery multicast``).
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from collections.abc import Iterable
 
 import pytest
 from support import zookeeper
-from support.topology import Topology, network_available
+from support.topology import MulticastTopology, Topology, network_available
 from support.topology_load import MeshLoad
 
 pytestmark = [
@@ -104,3 +107,44 @@ def test_three_groups_exactly_once_through_master_kills_and_a_group_down(topolog
     print(reports, f"redelivered after a consumer's master died: {load.redelivered_copies}")
     for report in reports.values():
         assert report.confirmed > 10 * STEP
+
+
+@pytest.fixture
+def multicast_topology(tmp_path):
+    """Three sharedfs groups of two (not started); all stopped at the end."""
+    brokers = MulticastTopology(tmp_path)
+    yield brokers
+    brokers.stop()
+
+
+@pytest.mark.timeout(300)
+def test_multicast_discovery_of_sharedfs_groups_through_master_kills(multicast_topology) -> None:
+    topology = multicast_topology
+    topology.start()
+    names = list(topology.groups)
+    _step("6 brokers up, every group has a master")
+    load = MeshLoad(topology, rate=RATE)
+    try:
+        load.start_consumers()
+        _step(f"the network carries every pair after {load.wait_mesh():.1f}s")
+        load.start_publishers()
+        _all_pairs_flow(load, names, names)
+        topology.wait_network()
+        _step("steady state; stat ha and route map show the network")
+        for name, group in topology.groups.items():
+            load.fault()
+            dead, _ = group.kill_master()
+            assert group.wait_master() is not dead
+            load.recovered()
+            _step(f"{name}'s standby took over")
+            _all_pairs_flow(load, names, names)
+            group.restart_dead()
+        topology.wait_network(asking=names[-1])
+    finally:
+        load.stop_publishers()
+    load.drain()
+    load.stop()
+    reports = load.check()
+    print(reports, f"redelivered after a consumer's master died: {load.redelivered_copies}")
+    for report in reports.values():
+        assert report.confirmed > 4 * STEP
