@@ -141,3 +141,17 @@ def test_zookeeper_lost_later_is_logged_and_the_broker_serves(
         assert a.alive and cli_json(a.url, "stat", "ha")[0]["role"] == "master"
     finally:
         ensemble.stop()
+
+
+def test_a_node_that_is_not_an_announcement_is_logged_and_ignored(
+    start_broker, zk_server, zk, network_path
+):
+    zk.ensure_path(network_path)
+    zk.create(f"{network_path}/junk-", b"not json", sequence=True)
+    zk.create(f"{network_path}/old-", json.dumps({"v": 7}).encode(), sequence=True)
+    a = start_broker("a", "--broker-id", "A", *flags(zk_server.hosts, network_path))
+    errors = {a.wait_event("discovery_bad_node", timeout=30)["error"] for _ in range(2)}
+    assert any("version 7" in error for error in errors), errors
+    b = start_broker("b", "--broker-id", "B", *flags(zk_server.hosts, network_path))
+    a.wait_event("discovery_network_changed", groups={"B": f"amqp://127.0.0.1:{b.port}/"})
+    assert a.alive

@@ -61,6 +61,12 @@ class Consumer:
             self._waiter.set()
             self._waiter = None
 
+    @property
+    def buffered(self) -> int:
+        """Messages received and not yet taken: how many ``async for`` returns without waiting
+        (federation gathers them to journal their keys as one record)."""
+        return len(self._buffer)
+
     def take_unconsumed(self) -> list[Message]:
         """Remove and return the buffered messages (for requeueing on cancel)."""
         messages = list(self._buffer)

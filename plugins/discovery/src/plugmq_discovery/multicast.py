@@ -7,7 +7,8 @@ each other, and the TTL is 1 (the announcements never leave the link). On Linux 
 the loopback interface with no privileges, which is how the tests run.
 
 Error handling: a datagram that is not a valid announcement is logged
-(``discovery_bad_datagram``, with its sender and what is wrong) and ignored; a socket that
+(``discovery_bad_datagram``, with its sender and what is wrong; then at most once a minute per
+sender address, with the running count) and ignored; a socket that
 cannot be opened (a wrong interface address) is logged (``discovery_socket_failed``) and
 tried again every interval; the broker keeps serving throughout.
 """
@@ -29,6 +30,8 @@ from plugmq_discovery.table import PeerTable
 log = structlog.get_logger("plugmq.discovery")
 
 MAX_DATAGRAM = 8192
+#: Seconds between two logs of bad datagrams from one sender address.
+BAD_LOG_EVERY = 60.0
 
 
 class MulticastDiscovery:
@@ -47,6 +50,7 @@ class MulticastDiscovery:
         self.publish = publish
         self.table: PeerTable | None = None
         self.bad_datagrams = 0
+        self._bad_logged: dict[str, float] = {}
 
     @property
     def target(self) -> tuple[str, int]:
@@ -114,16 +118,25 @@ class MulticastDiscovery:
             try:
                 announcement = parse(data)
             except AnnouncementError as error:
-                self.bad_datagrams += 1
-                log.warning(
-                    "discovery_bad_datagram",
-                    sender=f"{sender[0]}:{sender[1]}",
-                    error=str(error),
-                    count=self.bad_datagrams,
-                )
+                self._bad(sender, error)
                 continue
             if self.table is not None and self.table.heard(announcement, trio.current_time()):
                 self.publish(self.table.peers())
+
+    def _bad(self, sender: tuple[str, int], error: AnnouncementError) -> None:
+        """Log a bad datagram; a sender that keeps sending them is logged once a minute (the
+        count says how many came), so a noisy neighbour cannot flood the log."""
+        self.bad_datagrams += 1
+        now = trio.current_time()
+        if now - self._bad_logged.get(sender[0], -BAD_LOG_EVERY) < BAD_LOG_EVERY:
+            return
+        self._bad_logged[sender[0]] = now
+        log.warning(
+            "discovery_bad_datagram",
+            sender=f"{sender[0]}:{sender[1]}",
+            error=str(error),
+            count=self.bad_datagrams,
+        )
 
     async def _expire(self) -> None:
         while True:

@@ -12,7 +12,7 @@ from typing import Any
 import structlog
 import trio
 
-from plugmq.api import GroupAnnouncement, publish_peers, start_view, stop_view
+from plugmq.api import GroupAnnouncement, network_view, publish_peers, start_view, stop_view
 from plugmq_discovery.local import local_announcement
 from plugmq_discovery.multicast import MulticastDiscovery
 from plugmq_discovery.options import DiscoverySettings
@@ -35,7 +35,7 @@ class DiscoveryService:
     def announce(self) -> GroupAnnouncement:
         """This master's announcement now (its group's URLs change as members come and go)."""
         announcement = local_announcement(self.broker, self.settings.interval)
-        view = self.broker.stash.get("network")
+        view = network_view(self.broker)
         if view is not None:
             view.local = announcement
         return announcement

@@ -13,7 +13,7 @@ Error handling: an unreachable ensemble, at start or later, is logged
 (``discovery_zk_unreachable``, ``discovery_zk_lost``) and retried every few seconds; the
 broker keeps serving, and the peer set stays as it was last known (links keep following their
 groups through client failover) until ZooKeeper answers again. A node whose data is not an
-announcement is logged (``discovery_bad_node``) and ignored.
+announcement is logged (``discovery_bad_node``, once per node) and ignored.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ import functools
 import json
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import quote
 
 import structlog
 import trio
@@ -57,6 +58,8 @@ class ZooKeeperDiscovery:
         self.publish = publish
         self.node: str | None = None
         self._written: bytes = b""
+        #: Nodes already reported as not being announcements.
+        self._bad: set[str] = set()
         self._changed = trio.Event()
         self._token: trio.lowlevel.TrioToken | None = None
 
@@ -117,7 +120,8 @@ class ZooKeeperDiscovery:
             log.warning("discovery_zk_node_lost", node=self.node)
             self.node = None
         if self.node is None:
-            prefix = f"{self.settings.zk_path}/{self.announce().group}-"
+            # The name only has to be unique and readable: the group is read from the data.
+            prefix = f"{self.settings.zk_path}/{quote(self.announce().group, safe='')}-"
             self.node = await _in_thread(client.create, prefix, data, ephemeral=True, sequence=True)
             self._written = data
             log.info("discovery_zk_registered", node=self.node)
@@ -137,7 +141,9 @@ class ZooKeeperDiscovery:
             try:
                 announcements.append(GroupAnnouncement.from_dict(json.loads(data.decode())))
             except (AnnouncementError, ValueError) as error:
-                log.warning("discovery_bad_node", node=f"{path}/{child}", error=str(error))
+                if child not in self._bad:  # once per node: the path is read every interval
+                    self._bad.add(child)
+                    log.warning("discovery_bad_node", node=f"{path}/{child}", error=str(error))
         self.publish(newest(announcements, self.announce().group))
 
     def _poke(self, *_: Any) -> None:

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from functools import partial
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import structlog
 import trio
@@ -27,6 +27,8 @@ from plugmq.client import ChannelClosed, ClientChannel, ClientConnection, Consum
 from plugmq.inbroker import Delivery, InBrokerClient
 from plugmq_federation.bindings import BOUND_FROM, Demand, registry_of, remote_bindings
 from plugmq_federation.demand import LINK_TAG, consumers_of
+from plugmq_federation.egress import TYPE_NAME as LOCAL_ONLY
+from plugmq_federation.egress import local_only_name
 from plugmq_federation.hops import Forward, Verdict, hop
 from plugmq_federation.ingress import RESENT_ARGUMENT, ROUTE_ARGUMENT, TYPE_NAME, ingress_name
 from plugmq_federation.persistence import NAMESPACE, load_bindings, save_bindings
@@ -128,6 +130,9 @@ async def run_dynamic(link: Link, connection: ClientConnection, local: InBrokerC
             await channel.queue_delete(queue)
             link.remote_bindings = set()
     await channel.queue_declare(queue, durable=route.durable)
+    target = None
+    if route.group:
+        target = await _declare_local_only(link, connection, queue)
     registry = registry_of(link.broker)
     signal = Signal()
     registry.listen(route.vhost, route.exchange, signal.fire)
@@ -141,7 +146,7 @@ async def run_dynamic(link: Link, connection: ClientConnection, local: InBrokerC
 
             while True:
                 synced = registry.demand(route.vhost, route.exchange)
-                await _sync_bindings(link, channel, queue, synced, settings)
+                await _sync_bindings(link, channel, queue, synced, settings, target)
                 await signal.until(stale)
     finally:
         registry.unlisten(route.vhost, route.exchange, signal.fire)
@@ -198,9 +203,11 @@ async def _sync_bindings(
     queue: str,
     demand: set[Demand],
     settings: PluginSettings | None = None,
+    target: str | None = None,
 ) -> None:
-    """Bind and unbind the remote queue so its bindings are what ``demand`` asks for
-    (network routes keep what they bound in ``settings``: written ahead of each bind)."""
+    """Bind and unbind the remote queue (or its local-only exchange ``target``) so its
+    bindings are what ``demand`` asks for (network routes keep what they bound in
+    ``settings``: written ahead of each bind)."""
     route = link.route
     wanted = remote_bindings(demand, link.local_id, link.remote_id, route.max_hops)
     made = link.remote_bindings
@@ -208,13 +215,37 @@ async def _sync_bindings(
     if settings is not None and wanted - made:
         await save_bindings(settings, route.id, made | wanted, wait=True)
     for key, path in sorted(made - wanted):
-        await channel.queue_unbind(queue, route.exchange, key, {BOUND_FROM: path})
+        if target is None:
+            await channel.queue_unbind(queue, route.exchange, key, {BOUND_FROM: path})
+        else:
+            await channel.exchange_unbind(target, route.exchange, key, {BOUND_FROM: path})
         made.discard((key, path))
     for key, path in sorted(wanted - made):
-        await channel.queue_bind(queue, route.exchange, key, {BOUND_FROM: path})
+        if target is None:
+            await channel.queue_bind(queue, route.exchange, key, {BOUND_FROM: path})
+        else:
+            await channel.exchange_bind(target, route.exchange, key, {BOUND_FROM: path})
         made.add((key, path))
     if settings is not None:
         await save_bindings(settings, route.id, made, wait=False)
+
+
+async def _declare_local_only(link: Link, connection: ClientConnection, queue: str) -> str | None:
+    """Declare the network route's local-only exchange on the source and bind the queue to
+    it (:mod:`.egress`); None when the source does not know the type (no federation plugin)."""
+    name = local_only_name(link.route.id)
+    try:
+        async with connection.channel() as probe:
+            await probe.exchange_declare(name, LOCAL_ONLY, durable=True)
+            await probe.queue_bind(queue, name, "")
+    except ChannelClosed as error:
+        log.warning(
+            "federation_network_without_local_only",
+            route=link.route.id,
+            reason=f"{error.reply_code} {error.reply_text}",
+        )
+        return None
+    return name
 
 
 async def _pull(
@@ -275,29 +306,48 @@ async def _forward_pulled(
     pending: Pending,
 ) -> None:
     """The pull loop: each remote message is checked (loop, hops, duplicate) and published
-    here; ``settled`` hands its remote settlement to the acking task."""
+    here; ``settled`` hands its remote settlement to the acking task.
+
+    Messages already received are taken as one burst: their keys are journaled as one record
+    *before* the burst's messages (:mod:`.durable_window`), so a store that has a message has
+    its key, and a new master drops the copy the source sends again.
+    """
     route = link.route
     sender, receiver = link.remote_id_bytes, link.local_id_bytes
-    window, in_doubt = link.window, link.in_doubt
-    async for message in consumer:
-        pending.taken(message.delivery_tag)
-        result = hop(
-            message.header_payload,
-            message.body,
-            sender,
-            receiver,
-            route.max_hops,
-            window,
-            in_doubt,
-            message.redelivered,
-        )
-        if result.__class__ is not Forward:
-            link.dropped(result)  # type: ignore[arg-type]
-            settled((message.delivery_tag, True))
-            continue
-        if local.blocked:
-            await local.wait_unblocked()
-        _publish_local(link, local, message, result, settled)
+    window, in_doubt, journal = link.window, link.in_doubt, link.journal
+    burst: list[tuple[Any, Forward]] = []
+    try:
+        async for message in consumer:
+            pending.taken(message.delivery_tag)
+            result = hop(
+                message.header_payload,
+                message.body,
+                sender,
+                receiver,
+                route.max_hops,
+                window,
+                in_doubt,
+                message.redelivered,
+            )
+            if result.__class__ is not Forward:
+                link.dropped(result)  # type: ignore[arg-type]
+                settled((message.delivery_tag, True))
+            else:
+                burst.append((message, result))  # type: ignore[arg-type]
+            if (consumer.buffered and len(burst) < route.ack) or not burst:
+                continue  # more is here already: one journal record for the whole burst
+            if local.blocked:
+                await local.wait_unblocked()
+            if journal is not None:  # transient messages do not outlive this broker: no key
+                journal.write(
+                    [(route.id, f.key, f.route, f.counted) for _, f in burst if f.persistent]  # type: ignore[misc]
+                )
+            for message, forward in burst:
+                _publish_local(link, local, message, forward, settled)
+            burst.clear()
+    finally:
+        for _, forward in burst:  # admitted, never published: their resends must get in
+            window.forget(forward.key, forward.route)  # type: ignore[arg-type]
 
 
 def _publish_local(

@@ -18,6 +18,7 @@ from plugmq.api import network_view
 from plugmq.client import AMQPClientError, ConnectionClosed, ConnectionFailed, connect
 from plugmq.inbroker import InBrokerClient, open_internal_client
 from plugmq_federation.bridges import push_queue_name
+from plugmq_federation.durable_window import WindowJournal
 from plugmq_federation.ingress import ingress_name, ingress_state
 from plugmq_federation.link import CONNECT_TIMEOUT, Link
 from plugmq_federation.network import NetworkRoutes, NetworkSettings
@@ -27,6 +28,8 @@ from plugmq_federation.routes import Route
 log = structlog.get_logger("plugmq.federation")
 
 STASH_KEY = "federation"
+#: Seconds between two attempts to start network routes that could not start.
+NETWORK_RETRY = 5.0
 
 
 class FederationError(Exception):
@@ -51,6 +54,9 @@ class Federation:
         #: Shared with the ingress exchanges: pulled and pushed copies are recognised alike.
         self.window = ingress_state(broker).window
         self.links: dict[str, Link] = {}
+        #: The window's keys, journaled (restored at every promotion; see .durable_window).
+        self.window_journal = WindowJournal(store.settings) if broker.store.durable else None
+        self._restored: dict[str, list[bytes]] = {}
         #: ``--network dynamic``: the routes to the groups discovery found (None: off).
         self.network = NetworkRoutes(self, network) if network is not None else None
         self._nursery: trio.Nursery | None = None
@@ -58,6 +64,8 @@ class Federation:
     async def run(self, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Start the links of the static and durable routes; serve until cancelled (fenced)."""
         await self.store.settings.durable()  # a newly generated broker id, before it is used
+        if self.window_journal is not None:
+            self._restored = self.window_journal.restore(self.window)
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
             for route in [*self.static, *self.store.load()]:
@@ -68,7 +76,10 @@ class Federation:
             task_status.started()
             log.info("federation_started", broker_id=self.broker_id, routes=len(self.links))
             self.network_changed()  # the groups found before this service started
-            await trio.sleep_forever()
+            while True:  # network routes that could not start (an exchange declared later)
+                await trio.sleep(NETWORK_RETRY)
+                if self.network is not None and self.network.unstarted:
+                    self.network_changed()
 
     # -- the network of groups (``--network dynamic``) ---------------------------------------
 
@@ -113,7 +124,13 @@ class Federation:
                 self._declare_push_queue(client, route)
             elif route.kind != "demand":  # a demand route moves into a queue, not an exchange
                 client.declare_exchange(route.exchange, passive=True)
-        link = self.links[route.id] = Link(route, self.broker, self.broker_id, self.window)
+        link = self.links[route.id] = Link(
+            route, self.broker, self.broker_id, self.window, self.window_journal
+        )
+        # In doubt when the last master died: at most its last ack window (older keys there
+        # would only make a legitimate identical message look like a resend).
+        for key in self._restored.pop(route.id, [])[-2 * route.ack :]:
+            link.in_doubt.stored(key)
         assert self._nursery is not None
         self._nursery.start_soon(link.run)
         return link

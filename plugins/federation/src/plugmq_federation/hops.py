@@ -30,6 +30,10 @@ class Forward(NamedTuple):
     header: bytes
     key: bytes | None
     route: bytes
+    #: Whether the key counts identical messages (a content stamp, not a message id).
+    counted: bool = False
+    #: Whether the message is persistent (``delivery_mode`` 2).
+    persistent: bool = False
 
 
 class Verdict(Enum):
@@ -78,4 +82,6 @@ def hop(
     value = SEPARATOR.join(path)
     if stamp:
         value += STAMP + stamp
-    return Forward(with_path(header, found, value), key, route)
+    return Forward(
+        with_path(header, found, value), key, route, not found.message_id, found.persistent
+    )

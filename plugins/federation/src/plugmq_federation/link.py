@@ -37,6 +37,7 @@ from plugmq_federation.hops import Verdict
 
 if TYPE_CHECKING:
     from plugmq_federation.dedup import DuplicateWindow
+    from plugmq_federation.durable_window import WindowJournal
     from plugmq_federation.routes import Route
 
 log = structlog.get_logger("plugmq.federation")
@@ -71,12 +72,21 @@ class LinkError(Exception):
 class Link:
     """The link of one route: reconnects with backoff and counts what it forwards."""
 
-    def __init__(self, route: Route, broker: Any, local_id: str, window: DuplicateWindow) -> None:
+    def __init__(
+        self,
+        route: Route,
+        broker: Any,
+        local_id: str,
+        window: DuplicateWindow,
+        journal: WindowJournal | None = None,
+    ) -> None:
         self.route = route
         self.broker = broker
         self.local_id = local_id
         self.local_id_bytes = local_id.encode()
         self.window = window
+        #: Journals the keys this link admits (the window survives failover), if any.
+        self.journal = journal
         #: Keys of messages stored lately, whose acks the remote may not have had.
         self.in_doubt = InDoubt(max(4 * route.ack, IN_DOUBT_MIN))
         self.remote_id = ""

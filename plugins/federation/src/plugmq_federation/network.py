@@ -68,6 +68,8 @@ class NetworkRoutes:
         self.settings = settings
         #: The network routes now, by route id.
         self.routes: dict[str, Route] = {}
+        #: Routes the peers call for that could not start (a missing local exchange).
+        self.unstarted = 0
 
     def wanted(self, peers: Mapping[str, GroupAnnouncement]) -> dict[str, Route]:
         """Every route the peers call for, by id."""
@@ -93,6 +95,7 @@ class NetworkRoutes:
             route = self.routes.pop(route_id)
             self.federation.stop_link(route_id)
             log.info("federation_network_route_stopped", route=route_id, group=route.group)
+        self.unstarted = 0
         for route_id, route in wanted.items():
             known = self.routes.get(route_id)
             if known is None:
@@ -107,7 +110,8 @@ class NetworkRoutes:
 
     def _start(self, route: Route) -> None:
         error = self.federation.start_network(route)
-        if error is not None:  # a missing exchange here: logged, tried at the next change
+        if error is not None:  # a missing exchange here: logged, tried again (Federation.run)
+            self.unstarted += 1
             log.error(
                 "federation_network_route_not_started",
                 route=route.id,

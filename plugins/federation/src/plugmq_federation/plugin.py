@@ -15,6 +15,7 @@ from plugmq.management.commands import Command
 from plugmq_federation.bindings import registry_of
 from plugmq_federation.commands import COMMANDS
 from plugmq_federation.demand import consumers_of
+from plugmq_federation.egress import LocalOnlyExchange
 from plugmq_federation.federation import STASH_KEY, Federation
 from plugmq_federation.identity import check_broker_id
 from plugmq_federation.ingress import IngressExchange, ingress_state
@@ -139,8 +140,9 @@ def plugmq_cli_commands(admin: Admin) -> Sequence[tuple[str, typer.Typer]]:
 
 @hookimpl
 def plugmq_exchange_types() -> list[type]:
-    """``x-plugmq-federation-ingress``: where push links publish (the duplicate window)."""
-    return [IngressExchange]
+    """``x-plugmq-federation-ingress``: where push links publish (the duplicate window);
+    ``x-plugmq-federation-local-only``: what network routes' queues take (local messages)."""
+    return [IngressExchange, LocalOnlyExchange]
 
 
 @hookimpl

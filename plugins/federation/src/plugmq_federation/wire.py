@@ -69,6 +69,8 @@ class Scan(NamedTuple):
     #: Where the headers table starts (its length prefix) and ends; equal when absent.
     table_start: int
     table_end: int
+    #: ``delivery_mode`` 2 (only these are worth journaling the key of: see .durable_window).
+    persistent: bool = False
 
 
 def scan(header: bytes) -> Scan:
@@ -86,6 +88,7 @@ def scan(header: bytes) -> Scan:
         path = _find_path(header, at + 4, at + 4 + size)
         at += 4 + size
     table_end = at
+    persistent = bool(flags & _DELIVERY_MODE) and header[at] == 2
     at += bool(flags & _DELIVERY_MODE) + bool(flags & _PRIORITY)
     at = _skip_shortstr(header, at, flags & _CORRELATION_ID)
     at = _skip_shortstr(header, at, flags & _REPLY_TO)
@@ -94,7 +97,7 @@ def scan(header: bytes) -> Scan:
     if flags & _MESSAGE_ID:
         length = header[at]
         message_id = header[at + 1 : at + 1 + length]
-    return Scan(path, message_id, table_start, table_end)
+    return Scan(path, message_id, table_start, table_end, persistent)
 
 
 def with_path(header: bytes, found: Scan, path: bytes) -> bytes:
