@@ -129,7 +129,7 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=20.0, help="msg/s per publisher (failover)")
     parser.add_argument("--bdb-sync", default="commit")
     args = parser.parse_args()
-    extra = ("--bdb-sync", args.bdb_sync)
+    extra = ("--bdb-sync", args.bdb_sync)  # the last --bdb-sync given counts
     result: dict[str, Any] = {"bdb_sync": args.bdb_sync, "duration": args.duration}
     with tempfile.TemporaryDirectory(prefix="topology_bench") as tmp:
         one = Topology(Path(tmp) / "one", group_names=GROUP_NAMES[:1], extra=extra)

@@ -14,9 +14,9 @@ link every group to every other on ``amq.topic``. It returns once every group ha
 the network's routes are in place; the processes keep running in the background (logs and data
 in ``--dir``, default ``./topology-data``) until ``down``.
 
-This is a demonstration on loopback ports: Berkeley DB writes without fsync (``--bdb-sync
-nosync``) and ZooKeeper keeps its data under ``--dir``. docs/topology.md explains the command
-line of each broker for a real deployment.
+This is a demonstration: every process on this machine's loopback ports, ZooKeeper's and the
+brokers' data under ``--dir``. docs/topology.md explains the command line of each broker for a
+real deployment.
 
 The processes are started by the same code the end-to-end test uses (tests/support/topology.py).
 """
