@@ -18,6 +18,7 @@ from collections.abc import Iterable
 
 import pytest
 from support import zookeeper
+from support.federation import manage
 from support.topology import MulticastTopology, Topology, network_available
 from support.topology_load import MeshLoad
 
@@ -56,6 +57,12 @@ def _all_pairs_flow(
             load.wait_received(consumer, origin, more)
 
 
+def _waiting_for(broker, group: str) -> int:
+    """Messages in ``broker``'s queues that ``group``'s network links drain."""
+    queues = manage(broker, "queue.list")
+    return sum(q["messages"] for q in queues if q["name"].startswith(f"federation.{group}."))
+
+
 @pytest.mark.timeout(480)
 def test_three_groups_exactly_once_through_master_kills_and_a_group_down(topology) -> None:
     topology.start()
@@ -91,7 +98,9 @@ def test_three_groups_exactly_once_through_master_kills_and_a_group_down(topolog
         _step(f"{down} down")
         alive = names[:-1]
         _all_pairs_flow(load, alive, alive)
-        _step("the others serve each other")
+        for name in alive:  # what is for the dead group's consumer waits on this side
+            assert _waiting_for(topology.groups[name].master, down) > 0, name
+        _step("the others serve each other; messages for the dead group wait")
         group.restart_dead()
         group.wait_master()
         load.recovered()
