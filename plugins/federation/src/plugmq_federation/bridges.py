@@ -308,13 +308,12 @@ async def _forward_pulled(
     """The pull loop: each remote message is checked (loop, hops, duplicate) and published
     here; ``settled`` hands its remote settlement to the acking task.
 
-    Messages already received are taken as one burst: their keys are journaled as one record
-    *before* the burst's messages (:mod:`.durable_window`), so a store that has a message has
-    its key, and a new master drops the copy the source sends again.
+    Messages already received are taken as one burst, published together, and their keys
+    journaled as one record (:func:`_publish_burst`).
     """
     route = link.route
     sender, receiver = link.remote_id_bytes, link.local_id_bytes
-    window, in_doubt, journal = link.window, link.in_doubt, link.journal
+    window, in_doubt = link.window, link.in_doubt
     burst: list[tuple[Any, Forward]] = []
     try:
         async for message in consumer:
@@ -338,16 +337,38 @@ async def _forward_pulled(
                 continue  # more is here already: one journal record for the whole burst
             if local.blocked:
                 await local.wait_unblocked()
-            if journal is not None:  # transient messages do not outlive this broker: no key
-                journal.write(
-                    [(route.id, f.key, f.route, f.counted) for _, f in burst if f.persistent]  # type: ignore[misc]
-                )
-            for message, forward in burst:
-                _publish_local(link, local, message, forward, settled)
-            burst.clear()
+            _publish_burst(link, local, burst, settled)
     finally:
         for _, forward in burst:  # admitted, never published: their resends must get in
             window.forget(forward.key, forward.route)  # type: ignore[arg-type]
+
+
+def _publish_burst(
+    link: Link,
+    local: InBrokerClient,
+    burst: list[tuple[Any, Forward]],
+    settled: Callable[[tuple[int, bool]], None],
+) -> None:
+    """Publish a burst here, then journal the keys of its persistent messages as one record
+    right behind them (:mod:`.durable_window`), in the same store batch in the normal case.
+    Takes the published messages off ``burst``; what is left was never published.
+
+    Behind, not ahead: across a batch boundary a store (or a new master, which has a prefix of
+    the journal) could then hold a message without its key (its resend would be a copy), never
+    a key without its message (its resend would be dropped: a loss).
+    """
+    route, journal = link.route, link.journal
+    done = 0
+    try:
+        for message, forward in burst:
+            _publish_local(link, local, message, forward, settled)
+            done += 1
+    finally:
+        if journal is not None and done:  # transient messages do not outlive this broker
+            journal.write(
+                [(route.id, f.key, f.route, f.counted) for _, f in burst[:done] if f.persistent]  # type: ignore[misc]
+            )
+        del burst[:done]
 
 
 def _publish_local(
@@ -358,17 +379,13 @@ def _publish_local(
     route = link.route
     # A demand route moves a queue into its namesake here, whatever key it was sent with.
     key = route.queue if route.kind == "demand" else message.routing_key  # type: ignore[attr-defined]
-    try:
-        local.publish(
-            route.exchange,
-            key,
-            message.body,  # type: ignore[attr-defined]
-            header=forward.header,
-            on_durable=partial(_stored, link, tag, forward, settled),
-        )
-    except BaseException:
-        link.window.forget(forward.key, forward.route)  # type: ignore[arg-type]  # not taken
-        raise
+    local.publish(  # if it raises, _forward_pulled forgets the key (it is still in the burst)
+        route.exchange,
+        key,
+        message.body,  # type: ignore[attr-defined]
+        header=forward.header,
+        on_durable=partial(_stored, link, tag, forward, settled),
+    )
 
 
 def _stored(

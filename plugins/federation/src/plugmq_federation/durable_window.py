@@ -5,19 +5,22 @@ only once the local copy is durable; if this broker dies between the two, the so
 the message again (``redelivered``), and a new master of this HA group, with an empty window,
 would take it a second time: a duplicate for consumers. So the keys a pull link admits are
 journaled too, in the federation settings (``window/<slot>``, replicated to the group with the
-messages), *before* the messages they name.
+messages), right behind the messages they name.
 
-Why before is enough: records reach the store and the replicas in journal order, so a store (a
-new master) that has a message has its key; the source's ack is sent once the message is
-durable, so its key is durable by then too. A message consumed before it was even written (the
-journal cancels such pairs) is acked at once; if this broker dies before its key is written
-the source got the ack, so it sends nothing again.
+Why that works: a link publishes a burst of messages and journals their keys at once, with no
+wait in between, so the journal's writer puts them in the same store batch (one transaction,
+replicated whole) in the normal case: a store that has the messages has their keys. Only a
+batch boundary can fall between them (a backlog over the journal's batch limit); then a store
+may hold a message without its key, and its resend is a copy, as before; never a key without
+its message, whose resend would be dropped and lost. A message consumed before it was even
+written (the journal cancels such pairs) is acked at once; if this broker dies before its key
+is written, the source most likely got the ack.
 
 Cost: no record per message. A pull link takes the messages it has already received as a burst
 (up to its ``--ack``) and :meth:`WindowJournal.write` journals their keys as *one* settings
-record just before it publishes them; a ring of :data:`SLOTS` records of at most
-:data:`PER_SLOT` keys each keeps the last ``SLOTS * PER_SLOT`` keys, which covers what a link
-can have in doubt (its ``--ack`` window).
+record right after publishing them; a ring of :data:`SLOTS` records of at most :data:`PER_SLOT`
+keys each keeps the last ``SLOTS * PER_SLOT`` keys, which covers what a link can have in doubt
+(its ``--ack`` window).
 
 At promotion :meth:`WindowJournal.restore` admits the recovered keys into the window and hands
 each route's keys to its link's in-doubt set (resends of messages without a ``message_id`` are
@@ -49,7 +52,7 @@ class WindowJournal:
 
     def write(self, entries: list[Entry]) -> None:
         """Journal ``entries`` (one settings record per :data:`PER_SLOT`); call it right
-        before publishing the messages they name."""
+        after publishing the messages they name, with no wait in between."""
         for start in range(0, len(entries), PER_SLOT):  # nothing at all for no entries
             chunk = entries[start : start + PER_SLOT]
             self.settings.set(f"{SLOT_PREFIX}{self._next % SLOTS}", [self._next, chunk])
