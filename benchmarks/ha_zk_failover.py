@@ -21,6 +21,8 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing
+import os
+import shutil
 import statistics
 import sys
 import tempfile
@@ -39,6 +41,8 @@ from support.zk_group import HAGroup  # noqa: E402
 from support.zookeeper import ZooKeeperEnsemble  # noqa: E402
 
 QUEUE = "failover"
+#: Keep the brokers' data and logs (PLUGMQ_BENCH_KEEP=1) to look into a failed round.
+KEEP = os.environ.get("PLUGMQ_BENCH_KEEP") == "1"
 MILESTONES = (
     "ha_zk.master_changed",
     "ha_zk.master_gone",
@@ -96,28 +100,30 @@ def one_round(group: HAGroup, master: int) -> tuple[dict[str, Any], int]:
 
 def measure(rounds: int, bdb_sync: str = "nosync", session_timeout: float | None = None) -> dict:
     """Run ``rounds`` failovers on a fresh group; the figures (seconds) and every round."""
-    with tempfile.TemporaryDirectory(prefix="ha_zk_failover") as tmp:
-        zk = ZooKeeperEnsemble(Path(tmp) / "zk").start()
-        group = HAGroup(Path(tmp), zk.hosts, "/plugmq/failover")
-        for broker in group.brokers:
-            broker.args[broker.args.index("--bdb-sync") + 1] = bdb_sync
-            if session_timeout is not None:
-                broker.args[broker.args.index("--zk-session-timeout") + 1] = str(session_timeout)
-        try:
-            group.start()
-            master = group.master()
-            publish_confirmed([group.brokers[master].url], time.monotonic() + 30)
-            for broker in group.brokers:
-                if broker is not group.brokers[master]:
-                    broker.wait_event("ha_zk.caught_up", timeout=60)
-            results = []
-            for number in range(rounds):
-                result, master = one_round(group, master)
-                print(f"round {number + 1}: {result}", flush=True)
-                results.append(result)
-        finally:
-            group.stop()
-            zk.stop()
+    tmp = Path(tempfile.mkdtemp(prefix="ha_zk_failover"))
+    zk = ZooKeeperEnsemble(tmp / "zk").start()
+    group = HAGroup(tmp, zk.hosts, "/plugmq/failover")
+    for broker in group.brokers:
+        broker.args[broker.args.index("--bdb-sync") + 1] = bdb_sync
+        if session_timeout is not None:
+            broker.args[broker.args.index("--zk-session-timeout") + 1] = str(session_timeout)
+    try:
+        group.start()
+        master = group.master()
+        publish_confirmed([group.brokers[master].url], time.monotonic() + 30)
+        group.wait_caught_up(master)
+        results = []
+        for number in range(rounds):
+            result, master = one_round(group, master)
+            print(f"round {number + 1}: {result}", flush=True)
+            results.append(result)
+    finally:
+        group.stop()
+        zk.stop()
+        if KEEP:
+            print(f"logs and data kept in {tmp}")
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
     times = [r["seconds"] for r in results]
     return {
         "rounds": results,

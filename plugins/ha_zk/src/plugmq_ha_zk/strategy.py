@@ -461,6 +461,17 @@ class ZKStrategy:
         self.status.update_master(mine, sites, members)
 
 
+#: Berkeley DB events not worth a log line: a retry to a dead site every half second.
+_QUIET_EVENTS = frozenset({"REP_CONNECT_TRY_FAILED"})
+
+
+def log_replication_event(name: str, info: Any) -> None:
+    """Log Berkeley DB's replication events (a Berkeley DB thread calls this): role changes,
+    connections made and broken, a finished sync; they tell a failover's story."""
+    if name not in _QUIET_EVENTS:
+        log.info("ha_zk.replication_event", bdb_event=name)
+
+
 def replicated_store(broker: BrokerAPI) -> Any:
     """The broker's store, if it can be replicated (store_bdb in replication mode)."""
     store = broker.store
