@@ -192,10 +192,13 @@ class BDBStore:
         replicator = self._replication()
         env = self._environment()
         deadline = time.monotonic() + PROMOTION_RETRY_SECONDS
+        started = False
         try:
-            replicator.start_master(env)
             while True:
                 try:
+                    if not started:  # repmgr_start itself may meet the lockout
+                        replicator.start_master(env)
+                        started = True
                     self._dbs = environment.open_databases(env, self.home, retryable=TRANSIENT)
                     self._check_format()
                     break
@@ -218,8 +221,12 @@ class BDBStore:
         self._marks_complete = False
 
     def reclaim_master(self) -> None:
-        """Be the replication master again after Berkeley DB demoted us (DUPMASTER)."""
-        self._replication().start_master(self._environment())
+        """Be the replication master again after Berkeley DB demoted us (DUPMASTER); a role
+        change still in progress (lockout, deadlock) is left for the next call."""
+        try:
+            self._replication().start_master(self._environment())
+        except TRANSIENT as error:
+            log.info("bdb.reclaim_deferred", path=str(self.home), error=str(error))
 
     def restart_replication(self) -> None:
         """Drop a mastership that never served: close databases and environment (repmgr stops,
