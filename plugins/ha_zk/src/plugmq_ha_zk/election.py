@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from kazoo.client import KazooClient
-from kazoo.exceptions import NoNodeError
+from kazoo.exceptions import BadVersionError, NoNodeError
 
 from plugmq_ha_zk.group import paths
 
@@ -162,3 +162,25 @@ def end_mastership(client: KazooClient, root: str, master: Master) -> bool:
     transaction.check(node["epoch"], version)
     transaction.delete(node["master"])
     return not any(isinstance(result, Exception) for result in transaction.commit())
+
+
+def update_master(client: KazooClient, root: str, payload: dict[str, Any]) -> bool:
+    """Rewrite the master node with ``payload`` (position, URL) if it is still ours.
+
+    Ours: created by this very session and holding ``payload["epoch"]``; the write is
+    conditional on the version read. A broker that lost its session (and got a new one) and
+    still runs a master's service must never overwrite the next master's node. True if written.
+    """
+    path = paths(root)["master"]
+    try:
+        data, stat = client.get(path)
+    except NoNodeError:
+        return False
+    session = client.client_id[0] if client.client_id else None
+    if stat.ephemeralOwner != session or json.loads(data.decode())["epoch"] != payload["epoch"]:
+        return False
+    try:
+        client.set(path, encode(payload), version=stat.version)
+    except (BadVersionError, NoNodeError):
+        return False
+    return True

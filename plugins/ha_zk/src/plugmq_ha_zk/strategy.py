@@ -212,6 +212,11 @@ class ZKStrategy:
             return None
         return (position.load(self.settings.data_dir), end[0], end[1])
 
+    async def _save_epoch(self, epoch: int) -> None:
+        """Save the log epoch durably, in a worker thread: its fsync took seconds on a busy
+        disk, and on the trio thread it froze every connection meanwhile."""
+        await trio.to_thread.run_sync(position.save, self.settings.data_dir, epoch)
+
     def _payload(self, mine: election.Position) -> dict[str, Any]:
         assert self.identity is not None
         return {
@@ -269,7 +274,7 @@ class ZKStrategy:
                 continue  # the sync holds the log; the next turn reads it
             if not caught_up and replicator.caught_up.is_set():
                 caught_up = True
-                position.save(self.settings.data_dir, master.epoch)
+                await self._save_epoch(master.epoch)
                 log.info("ha_zk.caught_up", epoch=master.epoch, position=list(mine[1:]))
             elif not caught_up and time.monotonic() - last_progress >= 1.0:
                 last_progress = time.monotonic()
@@ -320,7 +325,7 @@ class ZKStrategy:
     # --- leading -------------------------------------------------------------------------------
 
     async def _lead(self, broker: BrokerAPI, store: Any, epoch: int) -> None:
-        position.save(self.settings.data_dir, epoch)
+        await self._save_epoch(epoch)
         log.info("ha_zk.starting_master", epoch=epoch)
         lost = self.session.lost
         try:
@@ -409,12 +414,11 @@ class ZKStrategy:
             blocked = False
             task_status.started()
             try:
-                while True:
-                    if store.replicator.demoted.is_set():
-                        # A paused old master resumed and talked to us as master: we hold the
-                        # ZooKeeper mastership (it is fenced on its lost session), so reclaim.
-                        log.warning("ha_zk.reclaiming_replication_master", epoch=epoch)
-                        await trio.to_thread.run_sync(store.reclaim_master)
+                # Runs until the role changes; a fence cancels it only after closing the
+                # connections, so it checks the role itself: a fenced master must never
+                # reclaim replication or touch the master node.
+                while broker.role is Role.MASTER:
+                    await strategy._reclaim_if_demoted(store, epoch)
                     sites = await trio.to_thread.run_sync(store.replication_sites)
                     connected = 1 + sum(1 for s in sites if s["connected"])
                     below = connected < strategy.settings.quorum
@@ -436,6 +440,18 @@ class ZKStrategy:
 
         return quorum_watch
 
+    async def _reclaim_if_demoted(self, store: Any, epoch: int) -> None:
+        """Be Berkeley DB's master again if replication demoted our store while we hold the
+        ZooKeeper mastership (a paused old master resumed and talked to us as master: DUPMASTER,
+        or its NEWMASTER made us its client). Only while the lease proves we are master."""
+        demoted = store.replicator.demoted.is_set()
+        if not demoted and await trio.to_thread.run_sync(store.is_replication_master):
+            return
+        if not self.lease.valid():
+            return  # not proven master right now: never take replication from anyone
+        log.warning("ha_zk.reclaiming_replication_master", epoch=epoch)
+        await trio.to_thread.run_sync(store.reclaim_master)
+
     async def _publish_master(self, store: Any, epoch: int, sites: list[dict[str, Any]]) -> None:
         """Keep the master node's position (replicas log their lag against it) and status."""
         mine = await self._position(store)
@@ -447,11 +463,11 @@ class ZKStrategy:
         )
         sent_at = time.monotonic()
         try:
-            await self.session.call(
-                self.session.client.set,
-                group.paths(self.settings.zk_path)["master"],
-                election.encode(payload),
+            owned = await self.session.call(
+                election.update_master, self.session.client, self.settings.zk_path, payload
             )
+            if not owned:
+                return  # not our node (any more): the mastership watch fences us
             self.lease.proven(sent_at)
             members = await self.session.call(
                 election.read_members, self.session.client, self.settings.zk_path

@@ -92,9 +92,9 @@ class Replicator:
             peer.set_config(db.DB_BOOTSTRAP_HELPER, True)
             peer.close()
         env.rep_set_config(db.DB_REPMGR_CONF_ELECTIONS, False)
-        # A call that would wait for a client's sync (or a role change) to finish raises
-        # DB_REP_LOCKOUT at once instead: a replica whose master died mid-sync must not block
-        # its HA plugin's thread until that master comes back (it never may).
+        # A client's call that would wait for its sync to finish raises DB_REP_LOCKOUT at
+        # once instead: a replica whose master died mid-sync must not block its HA plugin's
+        # thread until that master comes back (it never may). A master waits (start_master).
         env.rep_set_config(db.DB_REP_CONF_NOWAIT, True)
         # Batch log records into fewer messages: ~6x more commits per second with 3 sites.
         env.rep_set_config(db.DB_REP_CONF_BULK, True)
@@ -119,6 +119,7 @@ class Replicator:
         (``time.monotonic()``); the caller retries or reports.
         """
         self.caught_up.clear()
+        env.rep_set_config(db.DB_REP_CONF_NOWAIT, True)
         while True:
             try:
                 env.repmgr_start(self.settings.threads, db.DB_REP_CLIENT)
@@ -134,6 +135,9 @@ class Replicator:
         """Become the group's master (the HA plugin won the election)."""
         # With elections off, repmgr_start may be called again to change the role.
         self.demoted.clear()
+        # A master's own lockouts (while it serves a joining replica's initial sync, say) are
+        # short: wait them out rather than fail recovery and writes with DB_REP_LOCKOUT.
+        env.rep_set_config(db.DB_REP_CONF_NOWAIT, False)
         env.repmgr_start(self.settings.threads, db.DB_REP_MASTER)
         self.role = "master"
 

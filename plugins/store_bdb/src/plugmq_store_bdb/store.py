@@ -228,6 +228,12 @@ class BDBStore:
         except TRANSIENT as error:
             log.info("bdb.reclaim_deferred", path=str(self.home), error=str(error))
 
+    def is_replication_master(self) -> bool:
+        """Is this store Berkeley DB's replication master right now (False when closed)?"""
+        if self._env is None:
+            return False
+        return self._replication().is_master(self._env)
+
     def restart_replication(self) -> None:
         """Drop a mastership that never served: close databases and environment (repmgr stops,
         its listener closes) and open the environment again, ready to join as a replica.
