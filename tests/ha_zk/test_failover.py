@@ -4,7 +4,9 @@ The ledger is the shared one (``tests/support/ledger.py``, design.md "Fault test
 confirmed message is delivered at least once; no settled ack comes back (an ack in flight when
 the master dies may: AMQP acks are not confirmed); never two masters confirming.
 Rounds: ``HAZK_ROUNDS`` (default 3; 20 for the soak, see
-docs/plugins/ha_zk.md). Seeded: ``HAZK_SEED``.
+docs/plugins/ha_zk.md). Seeded: ``HAZK_SEED``. Every fault is injected into a healthy group
+(``wait_caught_up``): a replica still in its first sync has no position to report, so losing
+the master then leaves too few members to elect (the quorum rule, not a flake).
 """
 
 from __future__ import annotations
@@ -24,15 +26,6 @@ from support.admin_cli import cli_json
 from support.ledger import Ledger
 from support.zk_group import HAGroup
 from support.zookeeper import ZooKeeperEnsemble
-
-# Issue 16 is open: in a full-suite run on the loaded 2-core machine a master's ZooKeeper session
-# was lost while it started and a demoted store refused writes ("read-only database"), so these
-# fault rounds are not yet reliable enough to gate a landing. They run on request and are
-# reported as skipped otherwise (never as passed): PLUGMQ_HA_ZK_FAULTS=1 make test.
-pytestmark = pytest.mark.skipif(
-    os.environ.get("PLUGMQ_HA_ZK_FAULTS") != "1",
-    reason="ha_zk fault rounds not reliable yet (issue 16 open); PLUGMQ_HA_ZK_FAULTS=1 runs them",
-)
 
 ROUNDS = int(os.environ.get("HAZK_ROUNDS", "3"))
 SEED = int(os.environ.get("HAZK_SEED", "1616"))
@@ -130,6 +123,7 @@ def test_kill_master_under_confirmed_publishers_and_acking_consumers(group: HAGr
     group.start()
     master = group.master()
     _declare(group.brokers[master].url)
+    group.wait_caught_up(master)
     for round_ in range(ROUNDS):
         url = group.brokers[master].url
         stop = threading.Event()
@@ -151,6 +145,7 @@ def test_kill_master_under_confirmed_publishers_and_acking_consumers(group: HAGr
         killed, master = master, group.master(among=survivors)
         ledger.recovered()
         group.brokers[killed].start(ready_event="broker_listening")
+        group.brokers[killed].wait_event("ha_zk.caught_up", timeout=60)
     # Drain once the last killed broker has rejoined (it must not be a second master).
     assert _masters_confirming(group) == [master]
     for message_id in _drain(group.brokers[master].url):
@@ -205,15 +200,11 @@ def test_two_replicas_killed_stops_confirming_until_one_returns(group: HAGroup) 
     connection.close()
 
 
-# Known unstable (issue 16 stays open): in about 1 run of 6 the new master closes the test's
-# client connection; nothing stale was ever confirmed in any run. Reported as xfailed, not passed.
-@pytest.mark.xfail(
-    reason="issue 16: new master sometimes closes the client (cause open)", strict=False
-)
 def test_paused_master_never_confirms_after_a_new_master_was_elected(group: HAGroup) -> None:
     group.start()
     old = group.master()
     _declare(group.brokers[old].url)
+    group.wait_caught_up(old)
     connection = _connect(group.brokers[old].url)
     channel = connection.channel()
     channel.confirm_delivery()
@@ -271,6 +262,7 @@ def test_kill_one_replica_keeps_confirming_and_it_catches_up_on_return(group: HA
     master = group.master()
     url = group.brokers[master].url
     _declare(url)
+    group.wait_caught_up(master)
     replica = next(i for i in range(3) if i != master)
     group.brokers[replica].kill()
     connection = _connect(url)
@@ -284,18 +276,14 @@ def test_kill_one_replica_keeps_confirming_and_it_catches_up_on_return(group: HA
     assert not [e for e in group.brokers[master].events() if e["event"] == "ha_zk.below_quorum"]
     group.brokers[replica].start(ready_event="broker_listening")
     caught_up = group.brokers[replica].wait_event("ha_zk.caught_up", timeout=60)
-    assert caught_up["epoch"] == 1
+    promoted = [e for e in group.brokers[master].events() if e["event"] == "ha_zk.promoted"]
+    assert caught_up["epoch"] == promoted[-1]["epoch"]  # it follows the master we published to
     # The returned replica holds the messages: make it master (kill the master) and count.
     group.brokers[master].kill()
     new = group.master(among=tuple(i for i in range(3) if i != master))
     assert sorted(_drain(group.brokers[new].url)) == list(range(2000))
 
 
-# Known unstable under load (issue 16 stays open): the election can outlast the harness's wait
-# after the ZooKeeper leader dies while the machine is busy. Reported as xfailed, not passed.
-@pytest.mark.xfail(
-    reason="issue 16: election after a ZK leader kill can outlast the wait", strict=False
-)
 def test_zookeeper_leader_killed_in_a_three_server_ensemble(
     tmp_path: Path, zk_ensemble: ZooKeeperEnsemble, zk_path: str
 ) -> None:

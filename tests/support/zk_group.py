@@ -75,6 +75,14 @@ class HAGroup:
             "no master elected:\n" + "\n---\n".join(b.tail(15) for b in self.brokers)
         )
 
+    def wait_caught_up(self, master: int, timeout: float = 60.0) -> None:
+        """Wait until every live broker but ``master`` logged ``ha_zk.caught_up`` since its
+        start: the group can lose its master (a replica still in its first sync has no
+        position to report, so it does not count toward the election's quorum)."""
+        for index, broker in enumerate(self.brokers):
+            if index != master and broker.alive:
+                broker.wait_event("ha_zk.caught_up", timeout=timeout)
+
     def stop(self) -> None:
         """Stop every broker still running (kill: a clean stop is not under test here)."""
         for broker in self.brokers:

@@ -87,7 +87,7 @@ class ClientConnection:
         heartbeat: int | None = None,
         connect_timeout: float = 10.0,
         reconnect: bool = False,
-        reconnect_delay: float = 1.0,
+        reconnect_delay: float = 0.1,
         reconnect_max_delay: float = 30.0,
         frame_max: int | None = None,
         channel_max: int | None = None,

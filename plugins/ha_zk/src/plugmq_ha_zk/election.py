@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from kazoo.client import KazooClient
-from kazoo.exceptions import NoNodeError
+from kazoo.exceptions import BadVersionError, NoNodeError
 
 from plugmq_ha_zk.group import paths
 
@@ -83,13 +83,14 @@ def encode(payload: dict[str, Any]) -> bytes:
     return json.dumps(payload, sort_keys=True).encode()
 
 
-def read_members(client: KazooClient, root: str) -> list[Member]:
-    """Every member node that still exists."""
+def read_members(client: KazooClient, root: str, watch: Any = None) -> list[Member]:
+    """Every member node that still exists (``watch`` fires when one's data next changes:
+    a member reporting for a round wakes the others at once)."""
     members_path = paths(root)["members"]
     found = []
     for node in client.get_children(members_path):
         try:
-            data, _ = client.get(f"{members_path}/{node}")
+            data, _ = client.get(f"{members_path}/{node}", watch=watch)
         except NoNodeError:
             continue
         payload = json.loads(data.decode())
@@ -144,3 +145,42 @@ def take_mastership(
     if any(isinstance(result, Exception) for result in results):
         return None
     return epoch
+
+
+def end_mastership(client: KazooClient, root: str, master: Master) -> bool:
+    """Delete ``master``'s node for a replica that proved it dead (:mod:`.liveness`).
+
+    One transaction, conditional on the epoch counter still holding ``master.epoch`` at the
+    version read: a newer mastership bumped it, so its node is never deleted. ZooKeeper lets
+    any session delete another's ephemeral node. True if this call deleted it.
+    """
+    node = paths(root)
+    epoch, version = current_round(client, root)
+    if epoch != master.epoch:
+        return False
+    transaction = client.transaction()
+    transaction.check(node["epoch"], version)
+    transaction.delete(node["master"])
+    return not any(isinstance(result, Exception) for result in transaction.commit())
+
+
+def update_master(client: KazooClient, root: str, payload: dict[str, Any]) -> bool:
+    """Rewrite the master node with ``payload`` (position, URL) if it is still ours.
+
+    Ours: created by this very session and holding ``payload["epoch"]``; the write is
+    conditional on the version read. A broker that lost its session (and got a new one) and
+    still runs a master's service must never overwrite the next master's node. True if written.
+    """
+    path = paths(root)["master"]
+    try:
+        data, stat = client.get(path)
+    except NoNodeError:
+        return False
+    session = client.client_id[0] if client.client_id else None
+    if stat.ephemeralOwner != session or json.loads(data.decode())["epoch"] != payload["epoch"]:
+        return False
+    try:
+        client.set(path, encode(payload), version=stat.version)
+    except (BadVersionError, NoNodeError):
+        return False
+    return True

@@ -7,7 +7,7 @@ from typing import Any
 from plugmq.api import BrokerAPI, Config, ConnectionInfo, ConnectionRefusal, Role, hookimpl
 from plugmq.config import ConfigError, OptionRegistry
 from plugmq_ha_zk import options as zk_options
-from plugmq_ha_zk.strategy import ZKStrategy
+from plugmq_ha_zk.strategy import ZKStrategy, log_replication_event
 from plugmq_store_bdb.replication import ReplicationSettings
 from plugmq_store_bdb.store import BDBStore
 
@@ -41,7 +41,10 @@ def plugmq_store(config: Config) -> BDBStore | None:
         sync=config.get("bdb_sync", "commit"),
         cache_mb=config.get("bdb_cache_mb", 64),
         replication=ReplicationSettings(
-            local=zk.replication_address, peers=zk.peers, ack_timeout=zk.ack_timeout
+            local=zk.replication_address,
+            peers=zk.peers,
+            ack_timeout=zk.ack_timeout,
+            on_event=log_replication_event,
         ),
     )
 

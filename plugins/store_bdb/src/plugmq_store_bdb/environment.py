@@ -182,13 +182,19 @@ def open_environment(
     return env
 
 
-def open_databases(env: db.DBEnv, home: Path) -> Databases:
-    """Open (or create) every database file of the store in one transaction."""
+def open_databases(
+    env: db.DBEnv, home: Path, retryable: tuple[type[db.DBError], ...] = ()
+) -> Databases:
+    """Open (or create) every database file of the store.
+
+    Errors of a ``retryable`` type are raised as they are (the caller waits and retries);
+    every other error becomes a :class:`StoreError` naming the file.
+    """
     opened: list[db.DB] = []
     try:
         for filename in DATABASE_FILES:
-            opened.append(_open_btree(env, home, filename))
-    except StoreError:
+            opened.append(_open_btree(env, home, filename, retryable))
+    except (StoreError, *retryable):
         for database in opened:
             with contextlib.suppress(db.DBError):
                 database.close()
@@ -196,7 +202,9 @@ def open_databases(env: db.DBEnv, home: Path) -> Databases:
     return Databases(*opened)
 
 
-def _open_btree(env: db.DBEnv, home: Path, filename: str) -> db.DB:
+def _open_btree(
+    env: db.DBEnv, home: Path, filename: str, retryable: tuple[type[db.DBError], ...]
+) -> db.DB:
     """Open one B-tree database file, with page checksums so corruption is detected."""
     database = db.DB(env)
     try:
@@ -210,6 +218,8 @@ def _open_btree(env: db.DBEnv, home: Path, filename: str) -> db.DB:
     except db.DBError as error:
         with contextlib.suppress(db.DBError):
             database.close()
+        if isinstance(error, retryable):
+            raise
         raise StoreError(
             f"cannot open {home / filename}: {describe(error)}. " + _WHAT_TO_DO
         ) from None

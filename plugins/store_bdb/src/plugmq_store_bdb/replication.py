@@ -34,6 +34,8 @@ log = structlog.get_logger("plugmq.store_bdb.replication")
 
 #: Environment flags a replicated store adds to the usual ones.
 REP_FLAGS = db.DB_INIT_REP
+CONNECTION_RETRY_MICROSECONDS = 500_000
+_BROKEN = (db.DB_EVENT_REP_CONNECT_BROKEN, db.DB_EVENT_REP_MASTER_FAILURE)
 _EVENT_NAMES = {
     getattr(db, name): name.removeprefix("DB_EVENT_")
     for name in dir(db)
@@ -73,6 +75,9 @@ class Replicator:
         #: it (DUPMASTER: a paused old master resuming). The HA plugin decides who is master:
         #: it calls :meth:`start_master` again if it still holds the mastership.
         self.demoted = threading.Event()
+        #: Called (from a Berkeley DB thread, must not block) when a replication connection
+        #: breaks: an HA plugin checks at once whether the master is gone (fast failover).
+        self.on_connection_broken: Callable[[], None] | None = None
 
     # --- before open ---------------------------------------------------------------------------
 
@@ -87,10 +92,22 @@ class Replicator:
             peer.set_config(db.DB_BOOTSTRAP_HELPER, True)
             peer.close()
         env.rep_set_config(db.DB_REPMGR_CONF_ELECTIONS, False)
+        # A client's call that would wait for its sync to finish raises DB_REP_LOCKOUT at
+        # once instead: a replica whose master died mid-sync must not block its HA plugin's
+        # thread until that master comes back (it never may). A master waits (start_master).
+        env.rep_set_config(db.DB_REP_CONF_NOWAIT, True)
         # Batch log records into fewer messages: ~6x more commits per second with 3 sites.
         env.rep_set_config(db.DB_REP_CONF_BULK, True)
         env.repmgr_set_ack_policy(db.DB_REPMGR_ACKS_QUORUM)
         env.rep_set_timeout(db.DB_REP_ACK_TIMEOUT, int(self.settings.ack_timeout * 1_000_000))
+        # repmgr retries a lost connection after this (30 s by default): a site back from a
+        # restart rejoins within a second, and closing the environment (which waits for
+        # repmgr's threads, one of them sleeping until the next retry) takes a second, not 30.
+        env.rep_set_timeout(db.DB_REP_CONNECTION_RETRY, CONNECTION_RETRY_MICROSECONDS)
+        # A master's checkpoint otherwise sleeps 30 s (DB_REP_CHECKPOINT_DELAY) before its log
+        # record, in the calling thread: the journal writer's periodic checkpoint and the
+        # store's close would stall that long. Clients then checkpoint on their own schedule.
+        env.rep_set_timeout(db.DB_REP_CHECKPOINT_DELAY, 0)
         env.set_event_notify(self._event)
 
     # --- roles ---------------------------------------------------------------------------------
@@ -102,6 +119,7 @@ class Replicator:
         (``time.monotonic()``); the caller retries or reports.
         """
         self.caught_up.clear()
+        env.rep_set_config(db.DB_REP_CONF_NOWAIT, True)
         while True:
             try:
                 env.repmgr_start(self.settings.threads, db.DB_REP_CLIENT)
@@ -117,8 +135,19 @@ class Replicator:
         """Become the group's master (the HA plugin won the election)."""
         # With elections off, repmgr_start may be called again to change the role.
         self.demoted.clear()
+        # A master's own lockouts (while it serves a joining replica's initial sync, say) are
+        # short: wait them out rather than fail recovery and writes with DB_REP_LOCKOUT.
+        env.rep_set_config(db.DB_REP_CONF_NOWAIT, False)
         env.repmgr_start(self.settings.threads, db.DB_REP_MASTER)
         self.role = "master"
+
+    @staticmethod
+    def is_master(env: db.DBEnv) -> bool:
+        """Is this site Berkeley DB's replication master right now (asks the environment)?"""
+        try:
+            return int(env.rep_stat().get("status", 0)) == db.DB_REP_MASTER
+        except db.DBError:
+            return False
 
     # --- during commits ------------------------------------------------------------------------
 
@@ -144,6 +173,8 @@ class Replicator:
             self.caught_up.set()
         elif event == db.DB_EVENT_REP_DUPMASTER:
             self.demoted.set()
+        elif event in _BROKEN and self.on_connection_broken is not None:
+            self.on_connection_broken()
         self.last_event = name
         if self.settings.on_event is not None:
             self.settings.on_event(name, info)
@@ -151,9 +182,13 @@ class Replicator:
     # --- status --------------------------------------------------------------------------------
 
     @staticmethod
-    def position(env: db.DBEnv) -> tuple[int, int]:
-        """The end of this site's log: (file, offset), identical LSNs on every site."""
-        stat = env.log_stat()
+    def position(env: db.DBEnv) -> tuple[int, int] | None:
+        """The end of this site's log: (file, offset), identical LSNs on every site; None
+        while a sync locks the log out (the position is then not known, not "low")."""
+        try:
+            stat = env.log_stat()
+        except db.DBRepLockoutError:
+            return None
         return (int(stat["cur_file"]), int(stat["cur_offset"]))
 
     @staticmethod

@@ -65,6 +65,17 @@ CHECKPOINT_EVERY = 256
 #: ... and runs when this many kilobytes of log were written since the last one.
 CHECKPOINT_KBYTES = 8 * 1024
 _DEADLOCK_RETRIES = 20
+#: Errors of a replicated environment that mean "not now", never damage (Berkeley DB's docs:
+#: abort and retry the transaction; a role change is in progress; reopen the handle).
+TRANSIENT = (db.DBLockDeadlockError, db.DBRepLockoutError, db.DBRepHandleDeadError)
+#: How long a promotion retries opening the databases through TRANSIENT errors.
+PROMOTION_RETRY_SECONDS = 10.0
+
+
+class MastershipLost(StoreError):
+    """Replication took the master role away while the broker was promoting (DUPMASTER: the
+    HA plugin elected another master meanwhile). Not damage: the HA plugin gives up this
+    mastership and the store rejoins as a replica."""
 
 
 class BDBStore:
@@ -170,38 +181,81 @@ class BDBStore:
             ) from None
 
     def start_master(self) -> None:
-        """Become the group's master and open the databases (the broker recovers next)."""
+        """Become the group's master and open the databases (the broker recovers next).
+
+        Berkeley DB's own threads still finish the role change while the databases open: a
+        lock conflict with them (``DB_LOCK_DEADLOCK``), the role change's lockout
+        (``DB_REP_LOCKOUT``) or a handle invalidated by it (``DB_REP_HANDLE_DEAD``) is a
+        moment to wait out, per Berkeley DB's documentation: close what was opened, retry.
+        Only other errors mean a damaged store.
+        """
         replicator = self._replication()
         env = self._environment()
+        deadline = time.monotonic() + PROMOTION_RETRY_SECONDS
+        started = False
         try:
-            replicator.start_master(env)
-            self._dbs = self._open_databases_retrying(env)
-            self._check_format()
+            while True:
+                try:
+                    if not started:  # repmgr_start itself may meet the lockout
+                        replicator.start_master(env)
+                        started = True
+                    self._dbs = environment.open_databases(env, self.home, retryable=TRANSIENT)
+                    self._check_format()
+                    break
+                except TRANSIENT as error:
+                    self._close_databases()
+                    if time.monotonic() >= deadline:
+                        raise StoreError(
+                            f"the Berkeley DB store in {self.home} could not open as master "
+                            f"within {PROMOTION_RETRY_SECONDS:g} s: {environment.describe(error)}"
+                        ) from None
+                    time.sleep(0.05)
         except db.DBError as error:
+            self._close_databases()
             raise environment.corrupt(self.home, environment.describe(error)) from None
         except encoding.EncodingError as error:
+            self._close_databases()
             raise environment.corrupt(self.home, str(error)) from None
         # Replicas get delivery marks without waiting for them: count this as unclean.
         self._redelivered_below = math.inf
         self._marks_complete = False
 
     def reclaim_master(self) -> None:
-        """Be the replication master again after Berkeley DB demoted us (DUPMASTER)."""
-        self._replication().start_master(self._environment())
+        """Be the replication master again after Berkeley DB demoted us (DUPMASTER); a role
+        change still in progress (lockout, deadlock) is left for the next call."""
+        try:
+            self._replication().start_master(self._environment())
+        except TRANSIENT as error:
+            log.info("bdb.reclaim_deferred", path=str(self.home), error=str(error))
 
-    def _open_databases_retrying(self, env: db.DBEnv) -> Databases:
-        """Open the databases; replication's own threads may still hold locks (deadlock)."""
-        for _ in range(_DEADLOCK_RETRIES):
-            try:
-                return environment.open_databases(env, self.home)
-            except StoreError as error:
-                if "DEADLOCK" not in str(error):
-                    raise
-                time.sleep(0.05)
-        raise StoreError(f"the Berkeley DB store in {self.home} kept deadlocking at promotion")
+    def is_replication_master(self) -> bool:
+        """Is this store Berkeley DB's replication master right now (False when closed)?"""
+        if self._env is None:
+            return False
+        return self._replication().is_master(self._env)
 
-    def position(self) -> tuple[int, int]:
-        """The end of this site's log (identical LSNs on every site of a group)."""
+    def restart_replication(self) -> None:
+        """Drop a mastership that never served: close databases and environment (repmgr stops,
+        its listener closes) and open the environment again, ready to join as a replica.
+
+        For an HA plugin whose election was lost between :meth:`start_master` and the
+        broker's promotion: the broker did not fence (it was not serving), and a store left
+        as Berkeley DB master would fight the next master (DUPMASTER) and keep handles that
+        replication invalidates. Nothing writes to the store at that point.
+        """
+        self.close()
+        self.open()
+
+    def _close_databases(self) -> None:
+        if self._dbs is not None:
+            for database in self._dbs.all():
+                with contextlib.suppress(db.DBError):
+                    database.close(db.DB_NOSYNC)
+            self._dbs = None
+
+    def position(self) -> tuple[int, int] | None:
+        """The end of this site's log (identical LSNs on every site of a group); None while
+        a replica's sync locks it out."""
         return Replicator.position(self._environment())
 
     def replication_sites(self) -> list[dict[str, object]]:
@@ -312,6 +366,11 @@ class BDBStore:
         except encoding.EncodingError as error:
             raise environment.corrupt(self.home, str(error)) from None
         except db.DBError as error:
+            if self._lost_mastership(error):
+                raise MastershipLost(
+                    f"the Berkeley DB store in {self.home} stopped being replication master "
+                    f"during recovery ({environment.describe(error)}): another master appeared"
+                ) from None
             raise environment.corrupt(self.home, environment.describe(error)) from None
         # Every message stored now was seen: messages stored later have higher ids (the broker
         # numbers on from the highest recovered), so they are judged by their own flags.
@@ -360,6 +419,9 @@ class BDBStore:
             except db.DBLockDeadlockError:
                 continue
         else:
+            if replicator is not None:
+                # Replication's own threads hold the locks during a role change.
+                raise NotReplicated("Berkeley DB kept deadlocking during a role change")
             raise StoreError(f"the Berkeley DB store in {self.home} kept deadlocking")
         self._marks_complete = marks_complete
         self._batches += 1
@@ -372,8 +434,7 @@ class BDBStore:
             )
 
     def _apply_once(self, records: Sequence[Record]) -> None:
-        env = self._environment()
-        txn = env.txn_begin()
+        txn = self._begin()
         try:
             writer = BatchWriter(self._databases(), txn)
             for record in records:
@@ -383,10 +444,12 @@ class BDBStore:
             raise
         except (db.DBError, MemoryError) as error:
             # MemoryError: Berkeley DB's ENOMEM, e.g. a lock table too small for the batch
-            txn.abort()
-            if self.replicator is not None and self.replicator.demoted.is_set():
+            with contextlib.suppress(db.DBError):
+                txn.abort()
+            if self._lost_mastership(error):
                 raise NotReplicated(
-                    "Berkeley DB demoted this master (another master appeared); not written"
+                    "this site is no longer Berkeley DB's replication master "
+                    f"({environment.describe(error)}); not written"
                 ) from None
             raise StoreError(
                 f"cannot write to the Berkeley DB store in {self.home}: "
@@ -397,10 +460,43 @@ class BDBStore:
             raise
         self._commit(txn)
 
+    def _begin(self, flags: int = 0) -> db.DBTxn:
+        """A write transaction; NotReplicated when replication took the master role away."""
+        try:
+            return self._environment().txn_begin(flags=flags)
+        except db.DBError as error:
+            if self._lost_mastership(error):
+                raise NotReplicated(
+                    f"no longer replication master ({environment.describe(error)}); not written"
+                ) from None
+            raise StoreError(
+                f"cannot write to the Berkeley DB store in {self.home}: "
+                f"{environment.describe(error)}"
+            ) from None
+
+    def _lost_mastership(self, error: BaseException) -> bool:
+        """Did a write fail because replication took the master role away (not damage)?
+
+        Berkeley DB demotes a master that meets another (DUPMASTER, a paused old master
+        resuming) before the event reaches us; its writes then fail as "read-only database"
+        (EACCES), with a lockout or a dead handle. The HA plugin decides who is master; the
+        batch is nacked, never confirmed, and the broker stays up.
+        """
+        replicator = self.replicator
+        if replicator is None:
+            return False
+        if replicator.demoted.is_set() or isinstance(error, (*TRANSIENT, db.DBRepUnavailError)):
+            return True
+        return isinstance(error, db.DBAccessError) and not replicator.is_master(self._environment())
+
     def _commit(self, txn: db.DBTxn, flags: int = 0) -> None:
         try:
             txn.commit(flags)
         except db.DBError as error:
+            if self._lost_mastership(error):
+                raise NotReplicated(
+                    f"commit refused: no longer replication master ({environment.describe(error)})"
+                ) from None
             raise StoreError(
                 f"cannot commit to the Berkeley DB store in {self.home}: "
                 f"{environment.describe(error)}"
@@ -409,7 +505,11 @@ class BDBStore:
     def mark_delivered(self, vhost: str, queue: str, message_ids: Sequence[int]) -> None:
         """Set the delivered flag of these messages; the log is written but not fsynced."""
         messages = self._databases().messages
-        txn = self._environment().txn_begin(flags=db.DB_TXN_WRITE_NOSYNC)
+        try:
+            txn = self._begin(db.DB_TXN_WRITE_NOSYNC)
+        except NotReplicated:
+            self._marks_complete = False
+            return
         try:
             for message_id in message_ids:
                 key = encoding.message_key(vhost, queue, message_id)
@@ -425,6 +525,8 @@ class BDBStore:
         except db.DBError as error:
             txn.abort()
             self._marks_complete = False
+            if self._lost_mastership(error):
+                return  # best effort: a demoted master's marks wait for the next master's
             raise StoreError(
                 f"cannot write to the Berkeley DB store in {self.home}: "
                 f"{environment.describe(error)}"
@@ -433,7 +535,10 @@ class BDBStore:
             txn.abort()
             self._marks_complete = False
             raise
-        self._commit(txn, db.DB_TXN_WRITE_NOSYNC)
+        try:
+            self._commit(txn, db.DB_TXN_WRITE_NOSYNC)
+        except NotReplicated:
+            self._marks_complete = False
 
     def _checkpoint(self) -> None:
         """Checkpoint if enough log was written; old log files are then removed."""
