@@ -52,6 +52,8 @@ ELECTION_POLL = 0.2
 #: How often a replica re-reads ZooKeeper when nothing woke it (a broken replication
 #: connection and every ZooKeeper watch wake it at once).
 FOLLOW_POLL = 0.5
+#: How often a master re-reads its master node (it fences when the node is not its own).
+MASTERSHIP_POLL = 0.25
 #: How long one attempt to join the master's replication group may block a worker thread.
 JOIN_ATTEMPT = 2.0
 #: Block name for broker.block_publishers.
@@ -155,8 +157,11 @@ class ZKStrategy:
             await self._lead(broker, store, epoch)
         elif self.identity is not None and master.broker_id == self.identity.broker_id:
             # Our master node from before a lost connection: we do not serve; give it up.
-            log.warning("ha_zk.stale_master_node", epoch=master.epoch)
-            await self.session.call(client.delete, group.paths(root)["master"])
+            # Conditional on the epoch: a replica may have ended it and another broker taken
+            # mastership since we read it; an unconditional delete removed that master's node
+            # (and let a third election make two masters serve at once).
+            ended = await self.session.call(election.end_mastership, client, root, master)
+            log.warning("ha_zk.stale_master_node", epoch=master.epoch, deleted=ended)
         else:
             await self._follow(store, master)
 
@@ -338,7 +343,9 @@ class ZKStrategy:
             return
         log.info("ha_zk.replication_master", epoch=epoch)
         await self._wait_for_sites(store, lost)
-        if not lost.is_set():
+        # Waiting for sites (and a slow role change) may outlast the lease proven when we won:
+        # prove it again, and that we are still master, before serving.
+        if not lost.is_set() and await self._prove_mastership(epoch):
             try:
                 await broker.promote(epoch)
             except MastershipLost as error:
@@ -391,20 +398,25 @@ class ZKStrategy:
 
     async def _hold_mastership(self, broker: BrokerAPI, epoch: int, lost: trio.Event) -> None:
         """Return when the session is lost (at once) or our master node is gone."""
-        client, root = self.session.client, self.settings.zk_path
         while not lost.is_set():
-            with trio.move_on_after(1.0):
+            with trio.move_on_after(MASTERSHIP_POLL):
                 await lost.wait()
-            if lost.is_set():
+            if lost.is_set() or not await self._prove_mastership(epoch):
                 return
-            sent_at = time.monotonic()
-            try:
-                now = await self.session.call(election.read_master, client, root)
-            except KazooException:
-                return
-            if now is None or now.epoch != epoch:
-                return
-            self.lease.proven(sent_at)
+
+    async def _prove_mastership(self, epoch: int) -> bool:
+        """Read the master node: still ours (``epoch``)? If so the lease is proven anew."""
+        sent_at = time.monotonic()
+        try:
+            now = await self.session.call(
+                election.read_master, self.session.client, self.settings.zk_path
+            )
+        except KazooException:
+            return False
+        if now is None or now.epoch != epoch:
+            return False
+        self.lease.proven(sent_at)
+        return True
 
     def _quorum_watch(self, broker: BrokerAPI, store: Any, epoch: int) -> Any:
         """A master service: block publishers below quorum; publish position and lag."""
@@ -467,7 +479,9 @@ class ZKStrategy:
                 election.update_master, self.session.client, self.settings.zk_path, payload
             )
             if not owned:
-                return  # not our node (any more): the mastership watch fences us
+                # Not our node any more: confirm nothing from now on; _hold_mastership fences.
+                self.lease.forget()
+                return
             self.lease.proven(sent_at)
             members = await self.session.call(
                 election.read_members, self.session.client, self.settings.zk_path
