@@ -248,16 +248,10 @@ class Topology(Network):
         )
 
     def _group(self, name: str, members: HAGroup, ports: list[int]) -> TopologyGroup:
-        replication = [_flag(broker, "--replication-address") for broker in members.brokers]
-        for broker, port, mine in zip(members.brokers, ports, replication, strict=True):
+        for broker, port in zip(members.brokers, ports, strict=True):
             # The broker takes the last --port given (BrokerProcess passes --port 0 first).
             broker.port = port
             broker.args += ["--port", str(port), "--ha-advertise-url", f"amqp://127.0.0.1:{port}/"]
-            # Every peer named up front, as an operator would: a member that registers in
-            # ZooKeeper first otherwise knows no peer and, if not elected, can never join.
-            for peer in replication:
-                if peer != mine:
-                    broker.args += ["--replication-peer", peer]
         return TopologyGroup(name, members)
 
     def start(self) -> Topology:

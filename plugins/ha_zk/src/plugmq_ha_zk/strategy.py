@@ -315,6 +315,12 @@ class ZKStrategy:
     async def _join_replication(self, store: Any, master: Master) -> bool:
         """Start as a Berkeley DB client; False if the master changed before it let us in."""
         client, root = self.session.client, self.settings.zk_path
+        # Sites that registered after us (the master among them) are our helpers to join.
+        sites = await self.session.call(group.site_addresses, client, root)
+        host, _, port = master.replication.rpartition(":")
+        await trio.to_thread.run_sync(
+            store.add_replication_peers, tuple(dict.fromkeys([(host, int(port)), *sites]))
+        )
         while True:
             give_up_at = time.monotonic() + JOIN_ATTEMPT
             try:

@@ -110,6 +110,22 @@ class Replicator:
         env.rep_set_timeout(db.DB_REP_CHECKPOINT_DELAY, 0)
         env.set_event_notify(self._event)
 
+    def add_peers(self, env: db.DBEnv, peers: tuple[tuple[str, int], ...]) -> None:
+        """Make sites learnt after the environment opened known to repmgr (as helpers).
+
+        A broker that registered first in a new group knew no peer when it opened; without a
+        helper it can never join a master as a client (``DB_REP_UNAVAIL``). Berkeley DB accepts
+        new sites on an open environment before ``repmgr_start``.
+        """
+        local = self.settings.local
+        for host, port in peers:
+            if (host, port) in self.peers or (host, port) == local:
+                continue
+            site = env.repmgr_site(host, port)
+            site.set_config(db.DB_BOOTSTRAP_HELPER, True)
+            site.close()
+            self.peers = (*self.peers, (host, port))
+
     # --- roles ---------------------------------------------------------------------------------
 
     def start_client(self, env: db.DBEnv, give_up_at: float) -> None:

@@ -180,6 +180,15 @@ class BDBStore:
                 f"cannot join the replication group from {self.home}: {environment.describe(error)}"
             ) from None
 
+    def add_replication_peers(self, peers: tuple[tuple[str, int], ...]) -> None:
+        """Tell replication about sites learnt after open (see :meth:`Replicator.add_peers`)."""
+        try:
+            self._replication().add_peers(self._environment(), peers)
+        except db.DBError as error:
+            raise StoreError(
+                f"cannot add replication peers to {self.home}: {environment.describe(error)}"
+            ) from None
+
     def start_master(self) -> None:
         """Become the group's master and open the databases (the broker recovers next).
 
