@@ -13,12 +13,13 @@ masters find each other by UDP multicast on loopback (``--discovery multicast``)
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterable
 
 import pytest
 from support import zookeeper
-from support.federation import manage
+from support.federation import manage, plugmq_json
 from support.topology import MulticastTopology, Topology, network_available
 from support.topology_load import MeshLoad
 
@@ -75,6 +76,7 @@ def test_three_groups_exactly_once_through_master_kills_and_a_group_down(topolog
         load.start_publishers()
         _all_pairs_flow(load, names, names)
         topology.wait_network(asking=names[0])
+        _assert_standby_maps_like_its_master(topology.groups[names[0]])
         _step("steady state; stat ha and route map show the network")
 
         for name, group in topology.groups.items():
@@ -156,3 +158,16 @@ def test_multicast_discovery_of_sharedfs_groups_through_master_kills(multicast_t
     print(reports, f"redelivered after a consumer's master died: {load.redelivered_copies}")
     for report in reports.values():
         assert report.confirmed > 4 * STEP
+
+
+def _assert_standby_maps_like_its_master(group) -> None:
+    """``route map`` asked of a standby is its master's map, each route once (the standby
+    redirects the walk to its master, which is then reached again by its own address)."""
+    standby = next(broker for broker in group.brokers if broker is not group.master)
+
+    def routes(url: str) -> list[str]:
+        return sorted(
+            json.dumps(r, sort_keys=True) for r in plugmq_json("route", "map", url)["routes"]
+        )
+
+    assert routes(standby.url) == routes(group.master.url)

@@ -416,6 +416,8 @@ def federation_map(admin: Admin, start: str, timeout: float) -> dict[str, Any]:
             unreachable.append(f"{where}: {error}")
             continue
         me = listing["broker_id"]
+        if me in brokers:
+            continue  # reached again by another address (a standby redirected us to its master)
         brokers[me] = where
         for group in (listing.get("network") or {}).get("groups", []):
             _merge_group(groups, group)
