@@ -163,6 +163,29 @@ async def test_properties_and_raw_headers(live_broker: Broker) -> None:
         client.publish("", "p.q", b"two", header=got[1].header, properties={})
 
 
+async def test_a_resend_published_as_redelivered_is_delivered_so(tmp_path: Path) -> None:
+    """A message the publisher cannot prove new (a federation link's resend) reaches consumers
+    with ``redelivered`` set, on a queue with a TTL too, and after a restart (stored flag)."""
+    async with running_broker(tmp_path) as broker:
+        client = open_client(broker)
+        client.declare_queue("resend.q", durable=True)
+        client.declare_queue("resend.ttl", durable=True, arguments={"x-message-ttl": 60000})
+        persistent = {"delivery_mode": 2}
+        client.publish("", "resend.q", b"new", properties=persistent)
+        client.publish("", "resend.q", b"resent", properties=persistent, redelivered=True)
+        client.publish("", "resend.ttl", b"resent", properties=persistent, redelivered=True)
+        got: list[Delivery] = []
+        client.consume("resend.ttl", got.append)
+        assert [(d.body, d.redelivered) for d in got] == [(b"resent", True)]
+        await client.flush()
+    async with running_broker(tmp_path) as broker:
+        client = open_client(broker)
+        got = []
+        client.consume("resend.q", got.append)
+        # After a clean stop "new" was never delivered: only the resend carries the flag.
+        assert [(d.body, d.redelivered) for d in got] == [(b"new", False), (b"resent", True)]
+
+
 # -- flow control ---------------------------------------------------------------------------------
 
 

@@ -9,8 +9,10 @@ redirect; the next member is tried), so it follows the group's master across fai
 One :class:`~support.ledger.Ledger` per consuming group (design.md "Fault testing"): a confirmed
 publish is expected by all three. Exactly once is checked beside the ledger: a second delivery of
 an id to one consumer is allowed only when the broker marks it ``redelivered`` (the consumer's
-own master died before its ack was durable: AMQP's at-least-once, which no broker avoids); a
-second *fresh* copy would come from the network and is a failure (:attr:`MeshLoad.fresh_copies`).
+own master died before its ack was durable: AMQP's at-least-once, which no broker avoids; or it
+died after delivering a message its link had not yet settled with the source, whose resend the
+new master cannot prove new); a second *fresh* copy would be a duplicate made by the network
+and is a failure (:attr:`MeshLoad.fresh_copies`).
 """
 
 from __future__ import annotations

@@ -32,6 +32,7 @@ class Message:
         "id",
         "persistent",
         "priority",
+        "redelivered",
         "routing_key",
         "ttl",
         "unwritten_copies",
@@ -69,6 +70,9 @@ class Message:
         self.confirm_channel: Any = None
         #: The publish's sequence number on that channel (the tag its confirm carries).
         self.confirm_tag = 0
+        #: Delivered with ``redelivered`` set from the first delivery on: a message that may
+        #: have reached a consumer before (a federation link's resend it cannot prove new).
+        self.redelivered = False
 
     @classmethod
     def from_record(cls, record: MessageEnqueued) -> Message:

@@ -228,7 +228,7 @@ class Queue:
         if stored and self.pages_next():
             self._page_out(message)
             return
-        self._hold_ready(Entry(message, self._next_seq + 1, stored))
+        self._hold_ready(Entry(message, self._next_seq + 1, stored, message.redelivered))
         if self.consumers:
             self.dispatch()
 
@@ -248,7 +248,7 @@ class Queue:
         if stored and self.pages_next():
             self._page_out(message, deadline)
         else:
-            entry = self._new_entry(message, stored, False, deadline)
+            entry = self._new_entry(message, stored, message.redelivered, deadline)
             self._hold_ready(entry)
             if self.consumers and len(self.messages) == 1 and not self.paged:
                 self._deliver_head()

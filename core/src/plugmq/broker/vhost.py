@@ -177,7 +177,7 @@ class VHost:
                 message.routing_key,
                 message.header,
                 message.body,
-                False,  # redelivered (positional arguments: this runs per persistent message)
+                message.redelivered,  # positional arguments: this runs per persistent message
                 time.time(),  # enqueued_at, wall clock: TTLs count from it after a restart
             )
         )

@@ -284,6 +284,7 @@ class InBrokerClient:
         header: bytes | None = None,
         mandatory: bool = False,
         on_durable: DurableCallback | None = None,
+        redelivered: bool = False,
     ) -> int:
         """Route and enqueue a message as basic.publish does; return how many queues it reached.
 
@@ -294,6 +295,8 @@ class InBrokerClient:
         needed storing), ``False`` when a queue refused it (``x-overflow`` reject-publish).
         A ``mandatory`` publish that reaches no queue raises :class:`Unroutable` (312) and
         calls nothing; without ``mandatory`` it is dropped and counts as durable.
+        ``redelivered`` marks the message as possibly delivered before (a resend the caller
+        cannot prove new): consumers get it with ``redelivered`` set, as AMQP asks.
         """
         self._check_open()
         if exchange not in self._writable:  # the publish permission check: one set lookup
@@ -323,6 +326,8 @@ class InBrokerClient:
             summary.priority,
             summary.expiration,
         )
+        if redelivered:
+            message.redelivered = True
         queues = self._vhost.route(exchange, message)
         if queues:
             seq = self._vhost.enqueue(queues, message)

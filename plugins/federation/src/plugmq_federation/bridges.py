@@ -385,6 +385,9 @@ def _publish_local(
         message.body,  # type: ignore[attr-defined]
         header=forward.header,
         on_durable=partial(_stored, link, tag, forward, settled),
+        # The source resends it (our previous life, or a previous master of this group, died
+        # before its ack) and the window does not know it: it may have reached a consumer.
+        redelivered=message.redelivered,  # type: ignore[attr-defined]
     )
 
 

@@ -12,9 +12,12 @@ wait in between, so the journal's writer puts them in the same store batch (one 
 replicated whole) in the normal case: a store that has the messages has their keys. Only a
 batch boundary can fall between them (a backlog over the journal's batch limit); then a store
 may hold a message without its key, and its resend is a copy, as before; never a key without
-its message, whose resend would be dropped and lost. A message consumed before it was even
-written (the journal cancels such pairs) is acked at once; if this broker dies before its key
-is written, the source most likely got the ack.
+its message, whose resend would be dropped and lost. Such a copy is published **marked
+redelivered** (the source resends it redelivered, and a key the window does not know cannot be
+proven new), so consumers get it as AMQP's "may have been delivered before", never as a fresh
+message: the same contract as a consumer's own broker dying before its ack. A message consumed
+before it was even written (the journal cancels such pairs) is acked at once; if this broker
+dies before its key is written, the source most likely got the ack.
 
 Cost: no record per message. A pull link takes the messages it has already received as a burst
 (up to its ``--ack``) and :meth:`WindowJournal.write` journals their keys as *one* settings
