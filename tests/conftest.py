@@ -6,6 +6,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from support import zookeeper
 from support.broker_process import BrokerProcess, broker_process
 from support.failover_group import FailoverGroup, ToyHAMode
 from support.ledger import Ledger
@@ -64,3 +65,14 @@ def pg_schema(request: pytest.FixtureRequest) -> str:
     """A schema name of this test's own (``--pg-schema``): tests share one server."""
     digits = "".join(c if c.isalnum() else "_" for c in request.node.name.lower())
     return f"t_{digits[-40:]}_{abs(hash(request.node.nodeid)) % 10**8}"
+
+
+@pytest.fixture(scope="session")
+def zk_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[zookeeper.ZooKeeperEnsemble]:
+    """One standalone ZooKeeper for the session, shared by the ha_zk and discovery tests (each
+    test uses a ZooKeeper path of its own)."""
+    if not zookeeper.available():
+        pytest.skip("Debian's zookeeper package is not installed (scripts/bootstrap.sh)")
+    ensemble = zookeeper.ZooKeeperEnsemble(tmp_path_factory.mktemp("zookeeper")).start()
+    yield ensemble
+    ensemble.stop()

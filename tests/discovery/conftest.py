@@ -13,7 +13,6 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from support import zookeeper
 from support.broker_process import BrokerProcess, broker_process
 from support.multicast import free_udp_port
 
@@ -39,16 +38,6 @@ def start_broker(tmp_path: Path) -> Iterator[StartBroker]:
     yield start
     for broker in started:
         broker.kill()
-
-
-@pytest.fixture(scope="session")
-def zk_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[zookeeper.ZooKeeperEnsemble]:
-    """One standalone ZooKeeper for the session (each test uses a network path of its own)."""
-    if not zookeeper.available():
-        pytest.skip("Debian's zookeeper package is not installed (scripts/bootstrap.sh)")
-    ensemble = zookeeper.ZooKeeperEnsemble(tmp_path_factory.mktemp("zookeeper")).start()
-    yield ensemble
-    ensemble.stop()
 
 
 @pytest.fixture

@@ -7,14 +7,13 @@ three silent intervals); the test listens on the same group with a plain UDP soc
 from __future__ import annotations
 
 import json
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from support.admin_cli import cli_json
 from support.broker_process import BrokerProcess, broker_process
 from support.multicast import MulticastListener, send_datagram
+from support.polling import wait_until
 from support.sharedfs import SharedFSGroup
 
 from plugmq.api import AnnouncementError
@@ -31,15 +30,6 @@ def flags(target: str) -> tuple[str, ...]:
 def groups_seen(broker: BrokerProcess) -> dict[str, dict]:
     """``plugmq stat ha --json`` on ``broker``: every row by group."""
     return {row["group"]: row for row in cli_json(broker.url, "stat", "ha")}
-
-
-def wait_until(check: Callable[[], bool], timeout: float = 20.0, what: str = "") -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(0.1)
-    raise TimeoutError(f"not true after {timeout}s: {what}")
 
 
 def test_masters_find_each_other_and_a_vanished_group_is_removed(start_broker, multicast):

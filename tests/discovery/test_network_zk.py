@@ -4,24 +4,14 @@ ZooKeeper, linked by ``--network dynamic``; the group's master is killed and the
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 
 from support.federation import bind_queue, collect, manage, publish
+from support.polling import wait_until
 from support.zk_group import HAGroup
 
 INTERVAL = "0.3"
-
-
-def wait_until(check: Callable[[], bool], timeout: float = 60.0, what: str = "") -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(0.1)
-    raise TimeoutError(f"not true after {timeout}s: {what}")
 
 
 def bound_on(broker, key: str) -> bool:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 
@@ -26,6 +25,7 @@ from support.federation import (
     publish,
 )
 from support.multicast import LOOPBACK, free_udp_port
+from support.polling import wait_until
 from support.sharedfs import SharedFSGroup
 
 from .test_faults import Publisher
@@ -40,15 +40,6 @@ def network(tmp_path: Path) -> tuple[str, ...]:
             f"239.255.77.77:{free_udp_port()}", "--discovery-interface", LOOPBACK,
             "--discovery-interval", INTERVAL, "--network", "dynamic",
             "--network-queue", "work")  # fmt: skip
-
-
-def wait_until(check: Callable[[], bool], timeout: float = 30.0, what: str = "") -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(0.1)
-    raise TimeoutError(f"not true after {timeout}s: {what}")
 
 
 def network_links(broker) -> dict[tuple[str, str], dict]:

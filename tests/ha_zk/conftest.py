@@ -18,16 +18,6 @@ from support.zk_group import HAGroup
 pytestmark = pytest.mark.skipif(not zookeeper.available(), reason="zookeeper not installed")
 
 
-@pytest.fixture(scope="session")
-def zk_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[zookeeper.ZooKeeperEnsemble]:
-    """One standalone ZooKeeper for the whole session."""
-    if not zookeeper.available():
-        pytest.skip("Debian's zookeeper package is not installed (scripts/bootstrap.sh)")
-    ensemble = zookeeper.ZooKeeperEnsemble(tmp_path_factory.mktemp("zookeeper")).start()
-    yield ensemble
-    ensemble.stop()
-
-
 @pytest.fixture
 def zk_ensemble(tmp_path: Path) -> Iterator[zookeeper.ZooKeeperEnsemble]:
     """A 3-server ZooKeeper ensemble of this test's own."""

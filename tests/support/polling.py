@@ -23,6 +23,17 @@ def wait_for(probe: Callable[[], T], timeout: float = 5.0, interval: float = 0.0
         time.sleep(interval)
 
 
+def wait_until(check: Callable[[], object], timeout: float = 60.0, what: str = "") -> None:
+    """Poll ``check`` every 0.1 s until it is true; TimeoutError naming ``what`` at the deadline
+    (for checks that talk to broker processes: a slower pace than :func:`wait_for`)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(0.1)
+    raise TimeoutError(f"not true after {timeout}s: {what}")
+
+
 async def await_for(
     probe: Callable[[], Awaitable[T]], timeout: float = 5.0, interval: float = 0.02
 ) -> T:
