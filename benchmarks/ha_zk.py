@@ -28,12 +28,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-import pika
-from pika.exceptions import AMQPError
-
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
+from ha_zk_failover import publish_confirmed  # noqa: E402  (benchmarks/ is the script's path)
 from support.zk_group import HAGroup  # noqa: E402
 from support.zookeeper import ZooKeeperEnsemble  # noqa: E402
 
@@ -84,27 +82,6 @@ def durable(group: HAGroup, master: int, duration: float) -> dict[str, Any]:
             round(u / messages * 1e6, 1) for i, u in enumerate(used) if i != master
         ],
     }
-
-
-def publish_confirmed(urls: list[str], deadline: float) -> str:
-    """Retry over ``urls`` until one broker confirms a persistent publish; its URL."""
-    while time.monotonic() < deadline:
-        for url in urls:
-            try:
-                parameters = pika.URLParameters(url)
-                parameters.connection_attempts = 1
-                parameters.socket_timeout = 1
-                connection = pika.BlockingConnection(parameters)
-                channel = connection.channel()
-                channel.confirm_delivery()
-                channel.queue_declare("failover", durable=True)
-                channel.basic_publish("", "failover", b"x", pika.BasicProperties(delivery_mode=2))
-                connection.close()
-                return url
-            except (AMQPError, OSError):
-                continue
-        time.sleep(0.05)
-    raise TimeoutError("no broker confirmed")
 
 
 def failovers(group: HAGroup, master: int, rounds: int) -> tuple[list[float], int]:
