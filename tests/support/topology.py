@@ -197,6 +197,13 @@ class Network:
                 raise TimeoutError(f"the network does not show as wanted:\n{wanted}\n{shown}")
             time.sleep(0.5)
 
+    def start_groups(self) -> None:
+        """Start every group at once (each its members one after the other); wait until each
+        group has a master."""
+        with ThreadPoolExecutor(max_workers=len(self.groups)) as pool:
+            list(pool.map(lambda group: group.start(), self.groups.values()))
+        self.wait_masters()
+
     def stop_brokers(self, grace: float = 0.0) -> None:
         """SIGTERM every broker and give it up to ``grace`` seconds for a clean exit, all at
         once (0: kill -9 at once, as tests do: a clean stop is not under test here)."""
@@ -257,9 +264,7 @@ class Topology(Network):
     def start(self) -> Topology:
         """Start the ensemble, then every broker at once; wait until each group has a master."""
         self.zookeeper.start()
-        with ThreadPoolExecutor(max_workers=len(self.groups)) as pool:
-            list(pool.map(lambda group: group.start(), self.groups.values()))
-        self.wait_masters()
+        self.start_groups()
         return self
 
     def stop(self, grace: float = 0.0) -> None:
@@ -326,9 +331,7 @@ class MulticastTopology(Network):
 
     def start(self) -> MulticastTopology:
         """Start every group at once; wait until each has a master."""
-        with ThreadPoolExecutor(max_workers=len(self.groups)) as pool:
-            list(pool.map(lambda group: group.start(), self.groups.values()))
-        self.wait_masters()
+        self.start_groups()
         return self
 
     def stop(self, grace: float = 0.0) -> None:
