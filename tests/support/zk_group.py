@@ -31,22 +31,12 @@ class HAGroup:
         self.brokers: list[BrokerProcess] = []
         for index in range(size):
             self.brokers.append(
-                broker_process(
+                zk_broker(
                     tmp_path,
-                    "--ha",
-                    "zookeeper",
-                    "--zk-address",
                     zk_hosts,
-                    "--zk-path",
                     zk_path,
                     "--replicas",
                     str(replicas or size),
-                    "--replication-address",
-                    f"127.0.0.1:{replication_port()}",
-                    "--zk-session-timeout",
-                    str(SESSION_TIMEOUT),
-                    "--bdb-sync",
-                    "nosync",
                     *extra,
                     name=f"b{index}",
                 )
@@ -87,6 +77,28 @@ class HAGroup:
         """Stop every broker still running (kill: a clean stop is not under test here)."""
         for broker in self.brokers:
             broker.kill()
+
+
+def zk_broker(tmp_path: Path, zk_hosts: str, zk_path: str, *extra: str, name: str) -> BrokerProcess:
+    """One ``--ha zookeeper`` broker (not started) with its own replication port; ``extra``
+    flags come last (the last value of a flag counts)."""
+    return broker_process(
+        tmp_path,
+        "--ha",
+        "zookeeper",
+        "--zk-address",
+        zk_hosts,
+        "--zk-path",
+        zk_path,
+        "--replication-address",
+        f"127.0.0.1:{replication_port()}",
+        "--zk-session-timeout",
+        str(SESSION_TIMEOUT),
+        "--bdb-sync",
+        "nosync",
+        *extra,
+        name=name,
+    )
 
 
 def replication_port() -> int:
